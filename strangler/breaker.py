@@ -1,0 +1,412 @@
+"""Circuit breaker: a pure state machine that decides whether a call to an upstream may start.
+
+Theory of operation
+-------------------
+A breaker is in one of three states (the vocabulary of Resilience4j and Skipper):
+
+    CLOSED ----trip----> OPEN ----open_duration passed----> HALF_OPEN
+       ^                   ^                                    |
+       |                   +------------ a probe fails ---------+
+       +---------------- every probe succeeded -----------------+
+
+- CLOSED lets every call through and feeds each outcome into a sliding window (the last
+  `window_size` calls, or the last `window_duration` seconds in one-second buckets) and a
+  consecutive-failure counter. It trips when any configured condition holds: `consecutive_failures`
+  failures in a row, or, once the window holds at least `minimum_calls` calls, a failure rate or a
+  slow-call rate at or above its threshold.
+- OPEN rejects every call at once. Nothing times it out actively: the first `allow()` or `state`
+  read after `open_duration` seconds moves it to HALF_OPEN (no timers, so the module stays sans-IO).
+- HALF_OPEN lets `half_open_probes` calls through. When all of them succeed the breaker closes with
+  fresh statistics; the first failed probe reopens it for a new open period. When the breaker
+  watches slowness (`slow_call_rate_threshold` set), a slow probe counts as failed: the upstream
+  has not recovered yet.
+
+The API is two-step, as Skipper's `allow()`/`done()`: nothing is wrapped around the call, so
+streaming stays possible. `allow()` hands out a permit, the breaker's generation number, which
+changes on every transition. Each permit must be settled exactly once, with `record()` (an outcome)
+or `release()` (abandoned, no outcome). A permit from an older generation is ignored, so a slow call
+admitted while closed can neither trip nor close a breaker that has moved on since.
+
+Invariants:
+- no I/O and no wall clock: time comes from the injected monotonic `clock`;
+- memory is bounded by the policy (a ring of `window_size` outcomes or of one bucket per second);
+- `on_transition(old, new)` is called exactly once per transition, after the state has changed.
+
+Reloads: `BreakerPolicy` is a frozen, hashable dataclass, so the runtime keeps a breaker across a
+config reload when `old_policy == new_policy` and may key a breaker registry by the policy itself;
+no separate key function exists.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ERROR_KINDS",
+    "BreakerPolicy",
+    "BreakerState",
+    "CircuitBreaker",
+]
+
+# Why a call failed without a usable response; shared with the retry policy.
+ERROR_KINDS = frozenset({"refused", "reset", "timeout", "malformed"})
+_CONNECTION_ERROR_KINDS = frozenset({"refused", "reset", "malformed"})
+_WINDOW_TYPES = ("count", "time")
+_MAX_WINDOW_SIZE = 100_000  # bounds the count ring's memory
+_MAX_WINDOW_DURATION = 3600.0  # bounds the time ring's memory (one bucket per second)
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+def _check_percent(name: str, value: float | None) -> None:
+    if value is not None and not 0 < value <= 100:
+        raise ValueError(f"{name} must be a percentage in (0, 100], got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """When a breaker trips and how it recovers; validated on construction."""
+
+    consecutive_failures: int | None = 5
+    failure_rate_threshold: float | None = None  # percent
+    slow_call_rate_threshold: float | None = None  # percent
+    slow_call_duration: float = 5.0  # seconds; strictly slower calls are slow
+    window_type: str = "count"  # "count" or "time"
+    window_size: int = 20  # calls, for the count window
+    window_duration: float = 30.0  # seconds, for the time window (one-second resolution)
+    minimum_calls: int = 10
+    open_duration: float = 30.0
+    half_open_probes: int = 1
+    failure_statuses: frozenset[int] = frozenset(range(500, 600))
+    count_connection_errors: bool = True  # refused, reset and malformed count as failures
+    count_timeouts: bool = True
+
+    def __post_init__(self) -> None:
+        if self.consecutive_failures is not None and (
+            type(self.consecutive_failures) is not int or self.consecutive_failures < 1
+        ):
+            raise ValueError(
+                f"consecutive_failures must be an integer >= 1 or None, "
+                f"got {self.consecutive_failures!r}"
+            )
+        _check_percent("failure_rate_threshold", self.failure_rate_threshold)
+        _check_percent("slow_call_rate_threshold", self.slow_call_rate_threshold)
+        if (
+            self.consecutive_failures is None
+            and self.failure_rate_threshold is None
+            and self.slow_call_rate_threshold is None
+        ):
+            raise ValueError(
+                "a breaker needs at least one of consecutive_failures, "
+                "failure_rate_threshold, slow_call_rate_threshold"
+            )
+        if not self.slow_call_duration > 0:
+            raise ValueError(f"slow_call_duration must be > 0, got {self.slow_call_duration!r}")
+        if self.window_type not in _WINDOW_TYPES:
+            raise ValueError(
+                f"unknown window_type {self.window_type!r} (known: {', '.join(_WINDOW_TYPES)})"
+            )
+        if type(self.window_size) is not int or not 1 <= self.window_size <= _MAX_WINDOW_SIZE:
+            raise ValueError(
+                f"window_size must be an integer in [1, {_MAX_WINDOW_SIZE}], "
+                f"got {self.window_size!r}"
+            )
+        if not 1 <= self.window_duration <= _MAX_WINDOW_DURATION:
+            raise ValueError(
+                f"window_duration must be in [1, {_MAX_WINDOW_DURATION:g}] seconds, "
+                f"got {self.window_duration!r}"
+            )
+        if type(self.minimum_calls) is not int or self.minimum_calls < 1:
+            raise ValueError(f"minimum_calls must be an integer >= 1, got {self.minimum_calls!r}")
+        rates_set = (
+            self.failure_rate_threshold is not None or self.slow_call_rate_threshold is not None
+        )
+        if rates_set and self.window_type == "count" and self.minimum_calls > self.window_size:
+            raise ValueError(
+                f"minimum_calls ({self.minimum_calls}) exceeds window_size ({self.window_size}): "
+                "rates would never be evaluated"
+            )
+        if not self.open_duration > 0:
+            raise ValueError(f"open_duration must be > 0, got {self.open_duration!r}")
+        if type(self.half_open_probes) is not int or self.half_open_probes < 1:
+            raise ValueError(
+                f"half_open_probes must be an integer >= 1, got {self.half_open_probes!r}"
+            )
+        statuses = frozenset(self.failure_statuses)
+        bad = sorted((s for s in statuses if type(s) is not int or not 100 <= s <= 599), key=repr)
+        if bad:
+            raise ValueError(f"failure_statuses must be HTTP statuses 100-599, got {bad!r}")
+        # Accept any set from the loader but keep the policy hashable.
+        object.__setattr__(self, "failure_statuses", statuses)
+
+    def is_failure(self, status: int | None, error_kind: str | None) -> bool:
+        """Whether one call's outcome counts against the upstream.
+
+        An error kind (the call produced no usable response) takes precedence over a status.
+        """
+        if error_kind is not None:
+            if error_kind == "timeout":
+                return self.count_timeouts
+            if error_kind in _CONNECTION_ERROR_KINDS:
+                return self.count_connection_errors
+            raise ValueError(
+                f"unknown error kind {error_kind!r} (known: {', '.join(sorted(ERROR_KINDS))})"
+            )
+        return status is not None and status in self.failure_statuses
+
+
+_FAILED = 1
+_SLOW = 2
+
+
+class _CountWindow:
+    """The last `size` outcomes in a ring, with running totals (O(1) per call)."""
+
+    __slots__ = ("_flags", "_next", "calls", "failures", "slow_calls")
+
+    def __init__(self, size: int) -> None:
+        self._flags = bytearray(size)
+        self._next = 0
+        self.calls = self.failures = self.slow_calls = 0
+
+    def add(self, failed: bool, slow: bool, now: float) -> None:
+        if self.calls == len(self._flags):  # full: the oldest outcome leaves the ring
+            old = self._flags[self._next]
+            self.failures -= old & _FAILED
+            self.slow_calls -= (old & _SLOW) >> 1
+        else:
+            self.calls += 1
+        self._flags[self._next] = (_FAILED if failed else 0) | (_SLOW if slow else 0)
+        self.failures += failed
+        self.slow_calls += slow
+        self._next = (self._next + 1) % len(self._flags)
+
+    def expire(self, now: float) -> None:
+        """Count windows do not age."""
+
+
+class _TimeWindow:
+    """Outcomes of the last `ceil(duration)` whole seconds, one bucket per second in a ring."""
+
+    __slots__ = (
+        "_bucket_calls",
+        "_bucket_failures",
+        "_bucket_slow",
+        "_head",
+        "calls",
+        "failures",
+        "slow_calls",
+    )
+
+    def __init__(self, duration: float) -> None:
+        buckets = math.ceil(duration)
+        self._bucket_calls = [0] * buckets
+        self._bucket_failures = [0] * buckets
+        self._bucket_slow = [0] * buckets
+        self._head: int | None = None  # the newest second the ring holds
+        self.calls = self.failures = self.slow_calls = 0
+
+    def add(self, failed: bool, slow: bool, now: float) -> None:
+        index = self.expire(now) % len(self._bucket_calls)
+        self._bucket_calls[index] += 1
+        self._bucket_failures[index] += failed
+        self._bucket_slow[index] += slow
+        self.calls += 1
+        self.failures += failed
+        self.slow_calls += slow
+
+    def expire(self, now: float) -> int:
+        """Drop the buckets that fell out of the window by `now`; return the newest second."""
+        second = math.floor(now)
+        if self._head is None:
+            self._head = second
+            return second
+        if second <= self._head:  # same second (or a clock that stepped back): keep the head
+            return self._head
+        size = len(self._bucket_calls)
+        for stale in range(self._head + 1, min(second, self._head + size) + 1):
+            index = stale % size
+            self.calls -= self._bucket_calls[index]
+            self.failures -= self._bucket_failures[index]
+            self.slow_calls -= self._bucket_slow[index]
+            self._bucket_calls[index] = self._bucket_failures[index] = self._bucket_slow[index] = 0
+        self._head = second
+        return second
+
+
+class CircuitBreaker:
+    """One breaker's live state; see the module docstring for the state machine."""
+
+    __slots__ = (
+        "_clock",
+        "_consecutive",
+        "_generation",
+        "_on_transition",
+        "_opened_at",
+        "_policy",
+        "_probes_admitted",
+        "_probes_succeeded",
+        "_state",
+        "_window",
+    )
+
+    def __init__(
+        self,
+        policy: BreakerPolicy,
+        clock: Callable[[], float],
+        on_transition: Callable[[BreakerState, BreakerState], None] | None = None,
+    ) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._on_transition = on_transition
+        self._state = BreakerState.CLOSED
+        self._generation = 0
+        self._opened_at = 0.0
+        self._consecutive = 0
+        self._probes_admitted = 0  # in flight or succeeded, this half-open period
+        self._probes_succeeded = 0
+        self._window = self._new_window()
+
+    @property
+    def policy(self) -> BreakerPolicy:
+        return self._policy
+
+    @property
+    def state(self) -> BreakerState:
+        if self._state is BreakerState.OPEN:
+            self._half_open_if_due()
+        return self._state
+
+    def allow(self) -> int | None:
+        """A permit for one call, or None when the call must be rejected now."""
+        state = self._state
+        if state is BreakerState.CLOSED:
+            return self._generation
+        if state is BreakerState.OPEN and not self._half_open_if_due():
+            return None
+        if self._probes_admitted >= self._policy.half_open_probes:
+            return None
+        self._probes_admitted += 1
+        return self._generation
+
+    def record(self, permit: int, *, failure: bool, duration: float) -> None:
+        """Settle a permit with the call's outcome; stale permits are ignored."""
+        if permit != self._generation:
+            return
+        policy = self._policy
+        slow = duration > policy.slow_call_duration
+        if self._state is BreakerState.HALF_OPEN:
+            if failure or (slow and policy.slow_call_rate_threshold is not None):
+                self._open()
+                return
+            self._probes_succeeded += 1
+            if self._probes_succeeded >= policy.half_open_probes:
+                self._close()
+            return
+        # A current permit while not half-open can only be a closed one: OPEN issues none.
+        self._window.add(failure, slow, self._clock())
+        self._consecutive = self._consecutive + 1 if failure else 0
+        if self._should_trip():
+            self._open()
+
+    def release(self, permit: int) -> None:
+        """Settle a permit whose call was abandoned without an outcome (returns a probe slot)."""
+        if (
+            permit == self._generation
+            and self._state is BreakerState.HALF_OPEN
+            and self._probes_admitted > self._probes_succeeded
+        ):
+            self._probes_admitted -= 1
+
+    def retry_after(self) -> float:
+        """Seconds until the breaker turns half-open; 0 when it is not open."""
+        if self.state is not BreakerState.OPEN:
+            return 0.0
+        return max(0.0, self._opened_at + self._policy.open_duration - self._clock())
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data for the admin API."""
+        state = self.state
+        now = self._clock()
+        window = self._window
+        window.expire(now)
+        calls = window.calls
+        policy = self._policy
+        return {
+            "state": state.value,
+            "generation": self._generation,
+            "consecutive_failures": self._consecutive,
+            "window": {
+                "type": policy.window_type,
+                "calls": calls,
+                "failures": window.failures,
+                "slow_calls": window.slow_calls,
+                "failure_rate": 100.0 * window.failures / calls if calls else None,
+                "slow_call_rate": 100.0 * window.slow_calls / calls if calls else None,
+                "minimum_calls": policy.minimum_calls,
+            },
+            "half_open": {
+                "probes_allowed": policy.half_open_probes,
+                "probes_in_flight": self._probes_admitted - self._probes_succeeded,
+                "probes_succeeded": self._probes_succeeded,
+            },
+            "opened_age": now - self._opened_at if state is not BreakerState.CLOSED else None,
+            "retry_after": self.retry_after(),
+        }
+
+    def _should_trip(self) -> bool:
+        policy = self._policy
+        if (
+            policy.consecutive_failures is not None
+            and self._consecutive >= policy.consecutive_failures
+        ):
+            return True
+        window = self._window
+        calls = window.calls
+        if calls < policy.minimum_calls:
+            return False
+        if (
+            policy.failure_rate_threshold is not None
+            and 100.0 * window.failures >= policy.failure_rate_threshold * calls
+        ):
+            return True
+        return (
+            policy.slow_call_rate_threshold is not None
+            and 100.0 * window.slow_calls >= policy.slow_call_rate_threshold * calls
+        )
+
+    def _half_open_if_due(self) -> bool:
+        if self._clock() - self._opened_at < self._policy.open_duration:
+            return False
+        self._probes_admitted = self._probes_succeeded = 0
+        self._transition(BreakerState.HALF_OPEN)
+        return True
+
+    def _open(self) -> None:
+        self._opened_at = self._clock()
+        self._transition(BreakerState.OPEN)
+
+    def _close(self) -> None:
+        self._consecutive = 0
+        self._window = self._new_window()
+        self._transition(BreakerState.CLOSED)
+
+    def _transition(self, new: BreakerState) -> None:
+        old = self._state
+        self._state = new
+        self._generation += 1
+        if self._on_transition is not None:
+            self._on_transition(old, new)
+
+    def _new_window(self) -> _CountWindow | _TimeWindow:
+        if self._policy.window_type == "count":
+            return _CountWindow(self._policy.window_size)
+        return _TimeWindow(self._policy.window_duration)
