@@ -1,0 +1,211 @@
+"""Request-target normalisation: one canonical path for routing and for the upstream.
+
+Role: turn the raw request-target of a request line into a :class:`Target` whose ``path``
+is used both to choose the route and, after any rewrite, as the path sent upstream. A proxy
+that routes on one spelling and forwards another lets ``/api/orders/%2e%2e/admin`` reach the
+orders service as ``/api/admin``; here the routed path and the forwarded path are the same
+string, so that cannot happen.
+
+Invariants of every returned ``Target.path``:
+
+- it starts with ``/``, is pure ASCII, holds no empty segment except a trailing one (``//``
+  merged), and no ``.`` or ``..`` segment (resolved as RFC 3986 ``remove_dot_segments``);
+- percent-encodings of unreserved characters (ALPHA, DIGIT, ``-._~``) are decoded, every other
+  percent-encoding is kept with upper-case hex digits, and characters that may not appear raw in
+  a path (space, ``"``, ``<``, non-ASCII, ...) are percent-encoded, so equal resources have equal
+  spellings;
+- its fully decoded bytes are valid UTF-8 (overlong forms rejected) and contain no control byte,
+  no ``/`` or ``\\`` smuggled as ``%2F``/``%5C``, and no ``%25`` followed by the hex of ``.``,
+  ``/``, ``\\`` or NUL (which a second decoding upstream would turn into one).
+
+Anything that cannot be brought to that form raises :class:`UnsafeTarget` with a short
+machine-readable ``reason``. The query is returned byte for byte: it is never used for routing,
+so only raw control bytes and ``#`` (rejected for the whole target) are checked in it.
+
+Cost: plain ASCII origin-form paths without ``%``, ``;``, ``//`` or a segment starting with
+``.`` take a fast path of one precompiled regex match (a third of the slow path's cost).
+The module is pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["Target", "UnsafeTarget", "normalize_target"]
+
+
+class UnsafeTarget(ValueError):
+    """The request-target is unsafe or malformed; ``reason`` is a short machine-readable code.
+
+    Reasons: ``empty``, ``asterisk``, ``not_origin_form``, ``bad_authority``, ``fragment``,
+    ``nul``, ``control_char``, ``backslash``, ``bad_percent``, ``encoded_slash``,
+    ``double_encoding``, ``bad_utf8``, ``dot_segment_param``, ``dot_segment_escape``.
+    The message never echoes the target itself (it may be attacker-controlled).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"unsafe request-target: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A normalised request-target.
+
+    ``path`` is routed and forwarded as is; ``query`` is the raw query without ``?`` (``b""``
+    when absent, ``has_query`` tells ``/p?`` from ``/p``); ``authority`` is the lower-cased
+    ``host[:port]`` of an absolute-form target, else ``None``.
+    """
+
+    path: str
+    query: bytes
+    has_query: bool
+    authority: str | None
+
+
+# Fast path: "/" or non-empty segments that do not start with "." (so no "//" and no dot
+# segment), made of RFC 3986 pchar characters minus "%" and ";" (path parameters), and an
+# optional trailing slash; then an optional query free of control bytes and "#".
+_PLAIN = rb"A-Za-z0-9\-_~!$&'()*+,=:@"
+_FAST_ORIGIN = re.compile(
+    rb"(/|(?:/[" + _PLAIN + rb"][" + _PLAIN + rb".]*)+/?)(?:\?([^\x00-\x1f\x7f#]*))?"
+)
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_DOUBLE_ENCODED = re.compile(rb"%25(?:2e|2f|5c|00)", re.IGNORECASE)
+_AUTHORITY = re.compile(rb"[A-Za-z0-9\-._~]+(?::[0-9]*)?|\[[0-9A-Fa-f:.]+\](?::[0-9]*)?")
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_RAW_SEGMENT_OK = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@"
+)
+_ENCODED = tuple(f"%{byte:02X}" for byte in range(256))
+_RAW_CHAR = tuple(chr(byte) for byte in range(128))
+
+
+def normalize_target(raw: bytes) -> Target:
+    """Normalise the raw request-target of a request line, or raise :class:`UnsafeTarget`."""
+    fast = _FAST_ORIGIN.fullmatch(raw)
+    if fast is not None:
+        path_bytes, query = fast.groups()
+        return Target(path_bytes.decode("ascii"), query or b"", query is not None, None)
+    return _normalize_slow(raw)
+
+
+def _normalize_slow(raw: bytes) -> Target:
+    if not raw:
+        raise UnsafeTarget("empty")
+    control = _CONTROL.search(raw)
+    if control is not None:
+        raise UnsafeTarget("nul" if control.group() == b"\x00" else "control_char")
+    if b"#" in raw:
+        raise UnsafeTarget("fragment")
+    authority: str | None = None
+    if raw[:1] != b"/":
+        if raw == b"*":
+            raise UnsafeTarget("asterisk")
+        authority, raw = _split_absolute_form(raw)
+    path_bytes, question, query = raw.partition(b"?")
+    return Target(_normalize_path(path_bytes), query, bool(question), authority)
+
+
+def _split_absolute_form(raw: bytes) -> tuple[str, bytes]:
+    """Return (authority, origin-form rest) of an ``http://`` or ``https://`` target."""
+    lowered_head = raw[:8].lower()
+    if lowered_head.startswith(b"http://"):
+        rest = raw[7:]
+    elif lowered_head == b"https://":
+        rest = raw[8:]
+    else:
+        raise UnsafeTarget("not_origin_form")
+    end = len(rest)
+    for delimiter in (b"/", b"?"):
+        position = rest.find(delimiter)
+        if position != -1 and position < end:
+            end = position
+    authority = rest[:end]
+    # Userinfo ("user@host") is deprecated for http(s) and a classic spoofing vector.
+    if _AUTHORITY.fullmatch(authority) is None:
+        raise UnsafeTarget("bad_authority")
+    origin = rest[end:]
+    if not origin.startswith(b"/"):
+        origin = b"/" + origin
+    return authority.decode("ascii").lower(), origin
+
+
+def _normalize_path(path_bytes: bytes) -> str:
+    if b"\\" in path_bytes:
+        raise UnsafeTarget("backslash")
+    if b"%" in path_bytes:
+        if _BAD_PERCENT.search(path_bytes) is not None:
+            raise UnsafeTarget("bad_percent")
+        if _DOUBLE_ENCODED.search(path_bytes) is not None:
+            raise UnsafeTarget("double_encoding")
+    segments = path_bytes[1:].split(b"/")
+    stack: list[str] = []
+    last = len(segments) - 1
+    trailing_slash = False
+    for number, raw_segment in enumerate(segments):
+        segment = _normalize_segment(raw_segment)
+        is_last = number == last
+        if segment == "" or segment == ".":
+            trailing_slash = is_last
+        elif segment == "..":
+            if not stack:
+                raise UnsafeTarget("dot_segment_escape")
+            stack.pop()
+            trailing_slash = is_last
+        else:
+            stack.append(segment)
+            trailing_slash = False
+    if not stack:
+        return "/"
+    path = "/" + "/".join(stack)
+    if trailing_slash:
+        path += "/"
+    if "%" in path and _DOUBLE_ENCODED.search(path.encode("ascii")) is not None:
+        # e.g. "%25%32%65" canonicalises to "%252e": still a double-encoded dot.
+        raise UnsafeTarget("double_encoding")
+    return path
+
+
+def _normalize_segment(raw_segment: bytes) -> str:
+    """Canonical spelling of one segment; checks its decoded bytes."""
+    if not raw_segment:
+        return ""
+    decoded = bytearray()
+    out: list[str] = []
+    index = 0
+    length = len(raw_segment)
+    while index < length:
+        byte = raw_segment[index]
+        if byte == 0x25:  # '%': _BAD_PERCENT guarantees two hex digits follow
+            value = int(raw_segment[index + 1 : index + 3], 16)
+            _check_decoded_byte(value)
+            decoded.append(value)
+            out.append(_RAW_CHAR[value] if value in _UNRESERVED else _ENCODED[value])
+            index += 3
+            continue
+        decoded.append(byte)
+        out.append(_RAW_CHAR[byte] if byte in _RAW_SEGMENT_OK else _ENCODED[byte])
+        index += 1
+    try:
+        text = decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnsafeTarget("bad_utf8") from None
+    bare, semicolon, _params = text.partition(";")
+    if semicolon and bare in (".", ".."):
+        raise UnsafeTarget("dot_segment_param")
+    return "".join(out)
+
+
+def _check_decoded_byte(value: int) -> None:
+    if value == 0x00:
+        raise UnsafeTarget("nul")
+    if value < 0x20 or value == 0x7F:
+        raise UnsafeTarget("control_char")
+    if value == 0x2F:
+        raise UnsafeTarget("encoded_slash")
+    if value == 0x5C:
+        raise UnsafeTarget("backslash")

@@ -1,0 +1,493 @@
+"""The route table: which declared route owns a request, compiled once per config snapshot.
+
+Role: :meth:`RouteTable.build` compiles an ordered list of :class:`RouteEntry` once;
+:meth:`RouteTable.match` then picks, per request, the first route in declared order whose
+:class:`RouteMatcher` accepts it, else the default route. The module is pure: no I/O, no clock.
+
+Invariants:
+
+- Paths are matched as given, and must be the normalised path of :mod:`strangler.pathnorm`, the
+  same string that is forwarded upstream. Route paths and prefixes must be written in that
+  normalised form too (upper-case hex in any percent-encoding).
+- Prefixes are segment-aware: ``/api/orders`` matches ``/api/orders``, ``/api/orders/`` and
+  ``/api/orders/7``, never ``/api/ordersX``; ``/api/orders/`` matches only paths below it;
+  ``/`` matches every path.
+- Declared order always wins. Prefix and exact routes are indexed in a trie of path segments;
+  each trie node holds, already merged in declared order, every route that can match a path
+  reaching that node (its exact routes, the prefix routes of it and its ancestors, and the
+  routes without an indexable path: regex and no-path routes). ``match`` walks the trie once and
+  checks only that node's candidates, so an earlier regex route still beats a later prefix one.
+- ``match`` allocates nothing but the path split: results are prebuilt :class:`Match` objects.
+- Conditions are checked path, host, headers, cookies, then method, so ``method_mismatch``
+  means "a route wanted this request except for its method" (the caller's 405).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+__all__ = [
+    "Match",
+    "RequestFacts",
+    "RouteEntry",
+    "RouteMatcher",
+    "RouteTable",
+    "rewrite_path",
+    "unreachable_routes",
+]
+
+T = TypeVar("T")
+
+Conditions = tuple[tuple[str, str | None], ...]
+_Lookup = Callable[[str], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatcher:
+    """Conditions a request must meet; an unset condition accepts everything.
+
+    At most one of ``path_prefix``, ``path`` and ``path_regex`` may be set. ``methods`` are
+    upper-case, ``hosts`` lower-case without port (``*.example.com`` matches one or more labels
+    in front of ``example.com``), header and cookie names lower-case; a ``None`` value means
+    "present with any value".
+    """
+
+    path_prefix: str | None = None
+    path: str | None = None
+    path_regex: re.Pattern[str] | None = None
+    methods: frozenset[str] | None = None
+    hosts: tuple[str, ...] | None = None
+    headers: Conditions = ()
+    cookies: Conditions = ()
+
+    def __post_init__(self) -> None:
+        path_conditions = [self.path_prefix, self.path, self.path_regex]
+        if sum(condition is not None for condition in path_conditions) > 1:
+            raise ValueError("set at most one of path_prefix, path and path_regex")
+        for name, value in (("path_prefix", self.path_prefix), ("path", self.path)):
+            if value is not None and not value.startswith("/"):
+                raise ValueError(f"{name} must start with '/': {value!r}")
+        if self.methods is not None and any(m != m.upper() for m in self.methods):
+            raise ValueError(f"methods must be upper-case: {sorted(self.methods)}")
+        if self.hosts is not None and any(h != h.lower() or _has_port(h) for h in self.hosts):
+            raise ValueError(f"hosts must be lower-case and without port: {list(self.hosts)}")
+        # Cookie names are case-sensitive, header names are not: only headers are folded.
+        if any(name != name.lower() for name, _ in self.headers):
+            raise ValueError(f"header names must be lower-case: {self.headers}")
+
+
+def _has_port(host: str) -> bool:
+    return "]:" in host if host.startswith("[") else ":" in host
+
+
+class RequestFacts(Protocol):
+    """What the data plane offers about a request; lookups are lazy."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...  # normalised
+    @property
+    def host(self) -> str | None: ...  # as sent, may carry ":port"
+
+    def header(self, name: str) -> str | None: ...  # lower-case name, first value
+    def cookie(self, name: str) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEntry(Generic[T]):
+    name: str
+    matcher: RouteMatcher
+    payload: T
+
+
+@dataclass(frozen=True, slots=True)
+class Match(Generic[T]):
+    """Result of :meth:`RouteTable.match`.
+
+    ``entry`` is ``None`` when nothing, not even the default, matched. ``method_mismatch`` is
+    true when no declared route was chosen but one accepted everything except the method.
+    ``prefix`` is the chosen route's ``path_prefix`` (for :func:`rewrite_path`).
+    """
+
+    entry: RouteEntry[T] | None
+    method_mismatch: bool
+    prefix: str | None
+
+
+_OK, _FAIL_PATH, _FAIL_HOST, _FAIL_HEADER, _FAIL_COOKIE, _FAIL_METHOD = range(6)
+_ANY, _PREFIX, _CHILDREN, _EXACT, _REGEX = range(5)
+
+
+def _request_host(host: str | None) -> str | None:
+    """Lower-case host without port (IPv6 brackets kept) and without a trailing dot."""
+    if host is None:
+        return None
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end != -1 else host
+    return host.partition(":")[0].rstrip(".")
+
+
+def _host_allowed(host: str, exact: frozenset[str], suffixes: tuple[str, ...]) -> bool:
+    if host in exact:
+        return True
+    return any(host.endswith(suffix) and len(host) > len(suffix) for suffix in suffixes)
+
+
+def _conditions_met(wanted: Conditions, lookup: _Lookup) -> bool:
+    for name, value in wanted:
+        actual = lookup(name)
+        if actual is None or (value is not None and actual != value):
+            return False
+    return True
+
+
+class _Route(Generic[T]):
+    """A matcher compiled for the hot path."""
+
+    __slots__ = (
+        "base",
+        "base_slash",
+        "cookies",
+        "entry",
+        "exact_hosts",
+        "found",
+        "headers",
+        "index",
+        "kind",
+        "methods",
+        "needs_host",
+        "regex",
+        "suffix_hosts",
+    )
+
+    def __init__(self, index: int, entry: RouteEntry[T]) -> None:
+        matcher = entry.matcher
+        self.index = index
+        self.entry = entry
+        self.found: Match[T] = Match(entry, False, matcher.path_prefix)
+        self.regex = matcher.path_regex
+        self.base = ""
+        if matcher.path_regex is not None:
+            self.kind = _REGEX
+        elif matcher.path is not None:
+            self.kind, self.base = _EXACT, matcher.path
+        elif matcher.path_prefix is None or matcher.path_prefix == "/":
+            self.kind = _ANY
+        elif matcher.path_prefix.endswith("/"):
+            self.kind, self.base = _CHILDREN, matcher.path_prefix[:-1]
+        else:
+            self.kind, self.base = _PREFIX, matcher.path_prefix
+        self.base_slash = self.base + "/"
+        self.methods = matcher.methods
+        hosts = matcher.hosts
+        self.needs_host = hosts is not None
+        self.exact_hosts = frozenset(h for h in hosts or () if not h.startswith("*."))
+        self.suffix_hosts = tuple(h[1:] for h in hosts or () if h.startswith("*."))
+        self.headers = matcher.headers
+        self.cookies = matcher.cookies
+
+    def path_matches(self, path: str) -> bool:
+        kind = self.kind
+        if kind == _PREFIX:
+            return path == self.base or path.startswith(self.base_slash)
+        if kind == _EXACT:
+            return path == self.base
+        if kind == _CHILDREN:
+            return path.startswith(self.base_slash)
+        if kind == _REGEX:
+            return self.regex is not None and self.regex.fullmatch(path) is not None
+        return True
+
+    def evaluate(self, req: RequestFacts, path: str, host: str | None) -> int:
+        """First failing condition (``_FAIL_*``), or ``_OK``; ``host`` is pre-normalised."""
+        if not self.path_matches(path):
+            return _FAIL_PATH
+        return self.evaluate_beyond_path(req, host)
+
+    def evaluate_beyond_path(self, req: RequestFacts, host: str | None) -> int:
+        """Like :meth:`evaluate` for a request whose path is already known to match."""
+        if self.needs_host and (
+            host is None or not _host_allowed(host, self.exact_hosts, self.suffix_hosts)
+        ):
+            return _FAIL_HOST
+        if self.headers and not _conditions_met(self.headers, req.header):
+            return _FAIL_HEADER
+        if self.cookies and not _conditions_met(self.cookies, req.cookie):
+            return _FAIL_COOKIE
+        if self.methods is not None and req.method not in self.methods:
+            return _FAIL_METHOD
+        return _OK
+
+
+class _Node(Generic[T]):
+    __slots__ = ("candidates", "children", "exact", "prefixed")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node[T]] = {}
+        self.exact: list[_Route[T]] = []
+        self.prefixed: list[_Route[T]] = []
+        self.candidates: tuple[_Route[T], ...] = ()
+
+
+class RouteTable(Generic[T]):
+    """An immutable, compiled route table; build with :meth:`build`."""
+
+    __slots__ = (
+        "_default",
+        "_default_method_mismatch",
+        "_no_match",
+        "_no_match_method",
+        "_root",
+        "_routes",
+    )
+
+    def __init__(self, entries: Sequence[RouteEntry[T]], default: RouteEntry[T] | None) -> None:
+        self._routes = tuple(_Route(index, entry) for index, entry in enumerate(entries))
+        self._default = None if default is None else _Route(len(entries), default)
+        self._no_match: Match[T] = Match(None, False, None)
+        self._no_match_method: Match[T] = Match(None, True, None)
+        self._default_method_mismatch: Match[T] = (
+            self._no_match_method
+            if default is None
+            else Match(default, True, default.matcher.path_prefix)
+        )
+        self._root = _build_trie(self._routes)
+
+    @classmethod
+    def build(
+        cls, entries: Sequence[RouteEntry[T]], default: RouteEntry[T] | None
+    ) -> RouteTable[T]:
+        """Compile ``entries`` (declared order) and the optional ``default`` once."""
+        return cls(entries, default)
+
+    def match(self, req: RequestFacts) -> Match[T]:
+        """The first route in declared order accepting ``req``, else the default route."""
+        path = req.path
+        node = self._root
+        for segment in path[1:].split("/"):
+            child = node.children.get(segment)
+            if child is None:
+                break
+            node = child
+        host: str | None = None
+        host_known = False
+        method_mismatch = False
+        for route in node.candidates:
+            if not route.path_matches(path):
+                continue
+            if route.needs_host and not host_known:
+                host, host_known = _request_host(req.host), True
+            verdict = route.evaluate_beyond_path(req, host)
+            if verdict == _OK:
+                return route.found
+            if verdict == _FAIL_METHOD:
+                method_mismatch = True
+        default = self._default
+        if default is not None:
+            if default.needs_host and not host_known:
+                host = _request_host(req.host)
+            verdict = default.evaluate(req, path, host)
+            if verdict == _OK:
+                return self._default_method_mismatch if method_mismatch else default.found
+            method_mismatch = method_mismatch or verdict == _FAIL_METHOD
+        return self._no_match_method if method_mismatch else self._no_match
+
+    def explain(self, req: RequestFacts) -> list[tuple[str, bool, str]]:
+        """For each declared route in order, then the default: (name, accepted, reason).
+
+        ``accepted`` tells whether that route's matcher accepts the request on its own; the
+        route :meth:`match` picks is the first accepted one. The default's row is accepted only
+        when it would actually be used.
+        """
+        path, host = req.path, _request_host(req.host)
+        rows: list[tuple[str, bool, str]] = []
+        for route in self._routes:
+            verdict = route.evaluate(req, path, host)
+            rows.append((route.entry.name, verdict == _OK, _describe(route, req, host, verdict)))
+        default = self._default
+        if default is not None:
+            verdict = default.evaluate(req, path, host)
+            taken = verdict == _OK and not any(accepted for _, accepted, _ in rows)
+            reason = _describe(default, req, host, verdict)
+            if verdict == _OK and not taken:
+                reason = "not used: an earlier route matched"
+            rows.append((default.entry.name, taken, f"default route: {reason}"))
+        return rows
+
+
+def _build_trie(routes: Sequence[_Route[T]]) -> _Node[T]:
+    root: _Node[T] = _Node()
+    unindexed: list[_Route[T]] = []
+    for route in routes:
+        if route.kind in (_ANY, _REGEX):
+            unindexed.append(route)
+            continue
+        node = root
+        for segment in route.base[1:].split("/"):
+            node = node.children.setdefault(segment, _Node())
+        (node.exact if route.kind == _EXACT else node.prefixed).append(route)
+    pending: list[tuple[_Node[T], list[_Route[T]]]] = [(root, unindexed)]
+    while pending:
+        node, inherited = pending.pop()
+        reaching = inherited + node.prefixed
+        node.candidates = tuple(sorted(reaching + node.exact, key=lambda r: r.index))
+        pending.extend((child, reaching) for child in node.children.values())
+    return root
+
+
+def _list(values: Sequence[str] | frozenset[str]) -> str:
+    return "[" + ", ".join(sorted(values)) + "]"
+
+
+def _describe_path(route: _Route[T]) -> str:
+    matcher = route.entry.matcher
+    if matcher.path_prefix is not None:
+        return f"path prefix {matcher.path_prefix}"
+    if matcher.path is not None:
+        return f"path {matcher.path}"
+    if matcher.path_regex is not None:
+        return f"path regex {matcher.path_regex.pattern}"
+    return "any path"
+
+
+def _describe_condition(kind: str, wanted: Conditions, lookup: _Lookup) -> str:
+    for name, value in wanted:
+        actual = lookup(name)
+        if actual is None:
+            return f"{kind} {name} missing"
+        if value is not None and actual != value:
+            return f"{kind} {name} is {actual!r}, not {value!r}"
+    return f"{kind}s matched"
+
+
+def _describe(route: _Route[T], req: RequestFacts, host: str | None, verdict: int) -> str:
+    matcher = route.entry.matcher
+    if verdict == _FAIL_PATH:
+        return f"{_describe_path(route)} did not match {req.path}"
+    if verdict == _FAIL_HOST:
+        hosts = _list(matcher.hosts or ())
+        return f"host {host} not in {hosts}" if host else f"host missing, wanted {hosts}"
+    if verdict == _FAIL_HEADER:
+        return _describe_condition("header", matcher.headers, req.header)
+    if verdict == _FAIL_COOKIE:
+        return _describe_condition("cookie", matcher.cookies, req.cookie)
+    if verdict == _FAIL_METHOD:
+        return f"method {req.method} not in {_list(matcher.methods or ())}"
+    parts = [f"{_describe_path(route)} matched"]
+    if matcher.hosts is not None:
+        parts.append(f"host {host} matched")
+    parts.extend(f"header {name} matched" for name, _ in matcher.headers)
+    parts.extend(f"cookie {name} matched" for name, _ in matcher.cookies)
+    if matcher.methods is not None:
+        parts.append(f"method {req.method} allowed")
+    return ", ".join(parts)
+
+
+def unreachable_routes(entries: Sequence[RouteEntry[T]]) -> list[tuple[int, int]]:
+    """(index of a route that can never match, index of the earliest route shadowing it).
+
+    Conservative: a pair is reported only when the earlier matcher provably accepts every
+    request the later one accepts. A regex route is judged shadowed only by a route with no
+    path condition; a regex route shadows only exact paths it fully matches.
+    """
+    found: list[tuple[int, int]] = []
+    for later_index, later in enumerate(entries):
+        for earlier_index in range(later_index):
+            if _covers(entries[earlier_index].matcher, later.matcher):
+                found.append((later_index, earlier_index))
+                break
+    return found
+
+
+def _covers(earlier: RouteMatcher, later: RouteMatcher) -> bool:
+    return (
+        _covers_path(earlier, later)
+        and (
+            earlier.methods is None
+            or (later.methods is not None and later.methods <= earlier.methods)
+        )
+        and _covers_hosts(earlier.hosts, later.hosts)
+        and _implied(earlier.headers, later.headers)
+        and _implied(earlier.cookies, later.cookies)
+    )
+
+
+def _covers_path(earlier: RouteMatcher, later: RouteMatcher) -> bool:
+    earlier_prefix = earlier.path_prefix
+    if earlier.path is None and earlier.path_regex is None and earlier_prefix in (None, "/"):
+        return True
+    if later.path is not None:
+        if earlier.path is not None:
+            return earlier.path == later.path
+        if earlier.path_regex is not None:
+            return earlier.path_regex.fullmatch(later.path) is not None
+        return earlier_prefix is not None and _prefix_accepts(earlier_prefix, later.path)
+    later_prefix = later.path_prefix
+    if earlier_prefix is None or later_prefix is None or later_prefix == "/":
+        return False
+    if later_prefix.endswith("/"):
+        return later_prefix.startswith(earlier_prefix.rstrip("/") + "/")
+    return _prefix_accepts(earlier_prefix, later_prefix)
+
+
+def _prefix_accepts(prefix: str, path: str) -> bool:
+    if prefix.endswith("/"):
+        return path.startswith(prefix)
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _covers_hosts(earlier: tuple[str, ...] | None, later: tuple[str, ...] | None) -> bool:
+    if earlier is None:
+        return True
+    if later is None:
+        return False
+    exact = frozenset(h for h in earlier if not h.startswith("*."))
+    suffixes = tuple(h[1:] for h in earlier if h.startswith("*."))
+    for host in later:
+        if host.startswith("*."):
+            if not any(host[1:].endswith(suffix) for suffix in suffixes):
+                return False
+        elif not _host_allowed(host, exact, suffixes):
+            return False
+    return True
+
+
+def _implied(earlier: Conditions, later: Conditions) -> bool:
+    """Every request meeting ``later`` also meets ``earlier``."""
+    return all(
+        any(
+            name == other and (value is None or value == other_value)
+            for other, other_value in later
+        )
+        for name, value in earlier
+    )
+
+
+def rewrite_path(
+    path: str, prefix: str | None, *, strip_prefix: bool, replace_prefix: str | None
+) -> str:
+    """Strip or replace the matched ``prefix`` of ``path``; the result always starts with ``/``.
+
+    ``/api/orders/7`` with prefix ``/api/orders``: strip gives ``/7``, replacement ``/v2/orders``
+    gives ``/v2/orders/7``. Without a prefix, or with neither option, ``path`` is unchanged.
+    """
+    if strip_prefix and replace_prefix is not None:
+        raise ValueError("strip_prefix and replace_prefix are exclusive")
+    if prefix is None or (not strip_prefix and replace_prefix is None):
+        return path
+    base = prefix.rstrip("/")
+    if not _prefix_accepts(prefix, path) and prefix != "/":
+        raise ValueError(f"path {path!r} is not under prefix {prefix!r}")
+    rest = path[len(base) :]
+    if replace_prefix is None:
+        return rest or "/"
+    new_base = replace_prefix if replace_prefix.startswith("/") else "/" + replace_prefix
+    if not rest:
+        return new_base
+    return new_base.rstrip("/") + rest
