@@ -1,0 +1,171 @@
+"""Header handling for both directions of the proxy (pure: bytes in, bytes out).
+
+Invariants:
+- hop-by-hop headers (RFC 9110 7.6.1: Connection and every header it names, Keep-Alive,
+  Proxy-Connection, Proxy-Authorization, TE, Trailer, Transfer-Encoding, Upgrade) never cross the
+  proxy; the proxy writes its own framing (Content-Length or chunked) and, for a WebSocket upgrade
+  only, its own Upgrade and Connection;
+- header names with an underscore are dropped (as nginx does by default), so `X_Forwarded_For`
+  cannot become `X-Forwarded-For` in a backend that folds `_` and `-` together;
+- client-sent internal control headers (`x-strangler-*`) are dropped unless a route's override
+  header names one of them, and the forwarding headers are the proxy's own unless trusted;
+- the proxy adds nothing else to the upstream request: no Accept-Encoding, no User-Agent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = [
+    "HOP_BY_HOP",
+    "FORWARDING",
+    "RESPONSE_DROPPED",
+    "connection_tokens",
+    "has_ctl",
+    "is_valid_request_id",
+    "render_request_head",
+    "render_response_head",
+]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",  # framing is re-written by the proxy
+        b"host",  # replaced by the upstream's authority
+        b"expect",  # the proxy answers 100-continue itself
+    }
+)
+FORWARDING = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"}
+)
+RESPONSE_DROPPED = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+    }
+)
+_INTERNAL_PREFIX = b"x-strangler-"
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+STATUS_REASONS: dict[int, bytes] = {
+    100: b"Continue",
+    101: b"Switching Protocols",
+    200: b"OK",
+    204: b"No Content",
+    304: b"Not Modified",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+
+def connection_tokens(values: Iterable[bytes]) -> frozenset[bytes]:
+    """The lower-cased header names listed in Connection header values."""
+    tokens: set[bytes] = set()
+    for value in values:
+        for token in value.split(b","):
+            token = token.strip().lower()
+            if token:
+                tokens.add(token)
+    return frozenset(tokens)
+
+
+def has_ctl(value: bytes) -> bool:
+    """True when a header value holds a control byte other than horizontal tab."""
+    return _CTL.search(value) is not None
+
+
+def is_valid_request_id(value: bytes) -> bool:
+    return _REQUEST_ID.fullmatch(value) is not None
+
+
+def render_request_head(
+    method: bytes,
+    target: bytes,
+    host: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    extra: Iterable[tuple[bytes, bytes]],
+    framing: bytes,
+) -> bytes:
+    """Serialise an upstream request head; `headers` must already be filtered."""
+    parts = [method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    for name, value in extra:
+        parts += (name, b": ", value, b"\r\n")
+    parts += (framing, b"\r\n")
+    return b"".join(parts)
+
+
+def render_response_head(
+    status: int,
+    headers: Iterable[tuple[bytes, bytes]],
+    framing: bytes,
+    reason: bytes | None = None,
+) -> bytes:
+    """Serialise a response head for the client; `framing` ends with CRLF or is empty."""
+    if reason is None:
+        reason = STATUS_REASONS.get(status, b"")
+    parts = [b"HTTP/1.1 ", str(status).encode(), b" ", reason, b"\r\n"]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts += (framing, b"\r\n")
+    return b"".join(parts)
+
+
+def filter_request_headers(
+    raw: list[tuple[bytes, bytes]],
+    connection_listed: frozenset[bytes],
+    *,
+    trust_forwarded: bool,
+    keep_internal: frozenset[bytes] = frozenset(),
+) -> list[tuple[bytes, bytes]]:
+    """The end-to-end headers of a client request, in order, names lower-cased."""
+    kept: list[tuple[bytes, bytes]] = []
+    for name, value in raw:
+        if name in HOP_BY_HOP or name in connection_listed or b"_" in name:
+            continue
+        if name in FORWARDING and not trust_forwarded:
+            continue
+        if name.startswith(_INTERNAL_PREFIX) and name not in keep_internal:
+            continue
+        kept.append((name, value))
+    return kept
+
+
+def filter_response_headers(
+    raw: list[tuple[bytes, bytes]],
+) -> tuple[list[tuple[bytes, bytes]], frozenset[bytes]]:
+    """End-to-end response headers (names as sent) and the Connection tokens of the response."""
+    listed = connection_tokens(v for n, v in raw if n.lower() == b"connection")
+    kept = [
+        (name, value)
+        for name, value in raw
+        if (lower := name.lower()) not in RESPONSE_DROPPED and lower not in listed
+    ]
+    return kept, listed

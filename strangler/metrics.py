@@ -1,0 +1,206 @@
+"""Prometheus metrics: the families, and label children bound once per config snapshot.
+
+Every family lives in an injected `CollectorRegistry` (no module globals), so tests and several
+proxies in one process do not collide. Label values are only route names, upstream names and small
+closed sets (method, status code, error kind, outcome): never a raw path or other user input.
+The request path touches only pre-bound children and one small dict lookup per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from strangler import __version__
+
+__all__ = ["KNOWN_METHODS", "Metrics", "RouteMetrics", "UpstreamMetrics"]
+
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+STAGES = ("legacy", "shadow", "canary", "migrated", "retired")
+BREAKER_STATES = ("closed", "open", "half_open")
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """All metric families of one proxy."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "strangler_requests",
+            "Requests answered, by route, upstream, upstream role, method and status code.",
+            ["route", "upstream", "role", "method", "code"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "strangler_request_duration_seconds",
+            "Time from request head to the end of the response.",
+            ["route", "upstream", "role"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "strangler_upstream_errors",
+            "Failed upstream attempts by kind (refused, reset, timeout, malformed).",
+            ["route", "upstream", "kind"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "strangler_circuit_breaker_state",
+            "1 for the current state of each route's breaker.",
+            ["route", "upstream", "state"],
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "strangler_circuit_breaker_transitions",
+            "Breaker state transitions by target state.",
+            ["route", "upstream", "to"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "strangler_fallbacks",
+            "Requests served by a fallback upstream, by reason.",
+            ["route", "from_upstream", "to_upstream", "reason"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "strangler_retries", "Retried upstream attempts.", ["route", "upstream"], registry=r
+        )
+        self.bulkhead_rejections = Counter(
+            "strangler_bulkhead_rejections",
+            "Requests rejected because an upstream's bulkhead was full.",
+            ["upstream"],
+            registry=r,
+        )
+        self.shadow_requests = Counter(
+            "strangler_shadow_requests",
+            "Shadow requests by outcome (sent, dropped, skipped, failed).",
+            ["route", "upstream", "outcome"],
+            registry=r,
+        )
+        self.shadow_comparisons = Counter(
+            "strangler_shadow_comparisons",
+            "Shadow response comparisons by result (match, mismatch).",
+            ["route", "result"],
+            registry=r,
+        )
+        self.route_stage = Gauge(
+            "strangler_route_stage", "1 for each route's migration stage.", ["route", "stage"],
+            registry=r,
+        )
+        self.route_weight = Gauge(
+            "strangler_route_extracted_weight",
+            "Configured share (percent) of a route's traffic sent to extracted services.",
+            ["route"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "strangler_config_reloads", "Config reloads by result.", ["result"], registry=r
+        )
+        self.last_reload = Gauge(
+            "strangler_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load.",
+            registry=r,
+        )
+        self.client_errors = Counter(
+            "strangler_client_errors",
+            "Requests the proxy answered itself (bad request, limits, no route, timeouts).",
+            ["code", "reason"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "strangler_build_info", "Build information.", ["version"], registry=r
+        )
+        self.build_info.labels(__version__).set(1)
+        for result in ("success", "failure"):
+            self.reloads.labels(result)
+
+    def set_stages(self, routes: Iterable[tuple[str, str, float]], previous: Iterable[str]) -> None:
+        """Publish each route's stage and extracted weight; drop routes that disappeared."""
+        current = set()
+        for name, stage, weight in routes:
+            current.add(name)
+            for s in STAGES:
+                self.route_stage.labels(name, s).set(1 if s == stage else 0)
+            self.route_weight.labels(name).set(weight)
+        for name in set(previous) - current:
+            for s in STAGES:
+                _remove(self.route_stage, name, s)
+            _remove(self.route_weight, name)
+
+    def breaker_changed(self, route: str, upstream: str, old: str | None, new: str) -> None:
+        for state in BREAKER_STATES:
+            self.breaker_state.labels(route, upstream, state).set(1 if state == new else 0)
+        if old is not None:
+            self.breaker_transitions.labels(route, upstream, new).inc()
+
+
+def _remove(metric: Gauge, *labels: str) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass
+
+
+class UpstreamMetrics:
+    """Children bound for one upstream (shared by every route that uses it)."""
+
+    __slots__ = ("_bulkhead", "_errors", "_m", "name")
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self._m = metrics
+        self.name = name
+        self._bulkhead = metrics.bulkhead_rejections.labels(name)
+        self._errors: dict[tuple[str, str], Counter] = {}
+
+    def bulkhead_rejected(self) -> None:
+        self._bulkhead.inc()
+
+    def error(self, route: str, kind: str) -> None:
+        key = (route, kind)
+        child = self._errors.get(key)
+        if child is None:
+            child = self._errors[key] = self._m.upstream_errors.labels(route, self.name, kind)
+        child.inc()
+
+
+class RouteMetrics:
+    """Children bound for one route; `observe` is the per-request call."""
+
+    __slots__ = ("_durations", "_m", "_requests", "_retries", "name", "roles")
+
+    def __init__(self, metrics: Metrics, name: str, roles: dict[str, str]) -> None:
+        self._m = metrics
+        self.name = name
+        self.roles = roles
+        self._durations = {
+            up: metrics.duration.labels(name, up, role) for up, role in roles.items()
+        }
+        self._requests: dict[tuple[str, str, int], Counter] = {}
+        self._retries = {up: metrics.retries.labels(name, up) for up in roles}
+
+    def observe(self, upstream: str, method: str, status: int, seconds: float) -> None:
+        key = (upstream, method, status)
+        child = self._requests.get(key)
+        if child is None:
+            label_method = method if method in KNOWN_METHODS else "OTHER"
+            role = self.roles.get(upstream, "none")
+            child = self._requests[key] = self._m.requests.labels(
+                self.name, upstream, role, label_method, str(status)
+            )
+        child.inc()
+        hist = self._durations.get(upstream)
+        if hist is not None:
+            hist.observe(seconds)
+
+    def retried(self, upstream: str) -> None:
+        child = self._retries.get(upstream)
+        if child is not None:
+            child.inc()
+
+    def fell_back(self, from_upstream: str, to_upstream: str, reason: str) -> None:
+        self._m.fallbacks.labels(self.name, from_upstream, to_upstream, reason).inc()

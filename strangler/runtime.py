@@ -1,0 +1,413 @@
+"""The runtime snapshot: everything a request needs, built once per config and swapped as one reference.
+
+`build_snapshot(config, previous, ...)` compiles the route table and, for each route, the objects its
+pipeline uses (upstream pools, breakers, bulkheads, retry budgets, split, shadow, bound metric
+children). State that must survive a reload is carried over from `previous`: pools and bulkheads of
+upstreams whose settings did not change, breakers of (route, upstream) pairs whose policy did not
+change, and retry budgets. Requests in flight keep the snapshot they were routed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from strangler.breaker import BreakerState, CircuitBreaker
+from strangler.bulkhead import Bulkhead
+from strangler.config import Config, Role, RouteConfig, Stage, UpstreamConfig
+from strangler.headers import render_request_head
+from strangler.metrics import Metrics, RouteMetrics, UpstreamMetrics
+from strangler.progress import RouteProgress
+from strangler.retry import RetryBudget
+from strangler.routing import RouteEntry, RouteTable, rewrite_path
+from strangler.split import WeightedSplit, bucket_of, parse_override
+from strangler.upstream import UpstreamPool
+
+if TYPE_CHECKING:
+    from strangler.accesslog import AccessLog
+    from strangler.exchange import Exchange
+    from strangler.server import ClientConnection, RequestHead, _Facts
+    from strangler.shadow import ShadowRuntime, ShadowHub
+
+__all__ = ["DataPlane", "RouteRuntime", "Snapshot", "UpstreamRuntime", "build_snapshot"]
+
+Clock = Callable[[], float]
+
+
+class UpstreamRuntime:
+    __slots__ = (
+        "base_path",
+        "bulkhead",
+        "bulkhead_wait",
+        "config",
+        "host_header",
+        "metrics",
+        "name",
+        "pool",
+        "retry_budget",
+        "role",
+    )
+
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        pool: UpstreamPool,
+        bulkhead: Bulkhead | None,
+        retry_budget: RetryBudget,
+        metrics: UpstreamMetrics,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.role = config.role.value
+        self.pool = pool
+        self.bulkhead = bulkhead
+        self.bulkhead_wait = config.bulkhead.max_wait if config.bulkhead else 0.0
+        self.retry_budget = retry_budget
+        self.metrics = metrics
+        self.host_header = config.host_header.encode("idna")
+        self.base_path = config.base_path
+
+
+class RouteRuntime:
+    """One route's compiled pipeline; see `strangler.exchange` for how it is driven."""
+
+    def __init__(
+        self,
+        config: RouteConfig,
+        upstreams: dict[str, UpstreamRuntime],
+        breakers: dict[str, CircuitBreaker],
+        metrics: RouteMetrics,
+        progress: RouteProgress,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.stage = config.stage
+        self.primary = upstreams[config.upstream]
+        self.fallback = upstreams[config.fallback.upstream] if config.fallback else None
+        self.fallback_buffer = config.fallback.buffer_body_bytes if config.fallback else 64 * 1024
+        self.fallback_non_idempotent = bool(config.fallback and config.fallback.non_idempotent)
+        self.retry = config.retry
+        self.max_body_bytes = config.max_body_bytes or 0
+        self.breakers = breakers
+        self.metrics = metrics
+        self.progress = progress
+        self.shadow: ShadowRuntime | None = None
+        self.upstreams = upstreams
+        self.split: WeightedSplit | None = None
+        self.internal_headers: frozenset[bytes] = frozenset()
+        self._override_secret: str | None = None
+        self._override_allowed: frozenset[str] = frozenset()
+        split = config.split
+        if split is not None:
+            self.split = WeightedSplit(split.targets)
+            self._override_allowed = frozenset(name for name, _ in split.targets)
+            override = split.override
+            if override is not None:
+                if override.header:
+                    self.internal_headers = frozenset({override.header.encode()})
+                if override.secret_env:
+                    self._override_secret = os.environ.get(override.secret_env) or None
+        rewrite = config.rewrite
+        self._rewrites = rewrite.strip_prefix or rewrite.replace_prefix is not None
+
+    # ---- per request --------------------------------------------------------------------
+    def breaker_for(self, up: UpstreamRuntime) -> CircuitBreaker | None:
+        return self.breakers.get(up.name)
+
+    def fallback_for(self, up: UpstreamRuntime) -> UpstreamRuntime | None:
+        fallback = self.fallback
+        if fallback is None or fallback is up:
+            return None
+        return fallback
+
+    def timeout_for(self, up: UpstreamRuntime) -> float:
+        timeout = self.config.timeout
+        return timeout if timeout is not None else up.config.timeout
+
+    def rewrite(self, path: str, prefix: str | None) -> str:
+        if not self._rewrites:
+            return path
+        rw = self.config.rewrite
+        return rewrite_path(path, prefix, strip_prefix=rw.strip_prefix,
+                            replace_prefix=rw.replace_prefix)
+
+    def render_head(self, req: RequestHead, up: UpstreamRuntime) -> bytes:
+        # Rewrites describe the extracted service's paths; the monolith keeps the original ones.
+        path = req.rewritten if up.role == "extracted" else req.path
+        target = (up.base_path + path).encode("latin-1")
+        if req.query:
+            target += b"?" + req.query if req.query != b"?" else b"?"
+        return render_request_head(req.method, target, up.host_header, req.headers, req.extra,
+                                   req.framing)
+
+    def choose(
+        self, facts: _Facts, client: ClientConnection
+    ) -> tuple[UpstreamRuntime, list[tuple[bytes, bytes]]]:
+        split = self.split
+        if split is None:
+            return self.primary, []
+        settings = self.config.split
+        assert settings is not None
+        override = settings.override
+        if override is not None:
+            value = None
+            if override.header:
+                value = facts.header(override.header)
+            if value is None and override.cookie:
+                value = facts.cookie(override.cookie)
+            if value is not None:
+                forced = parse_override(value, self._override_allowed, self._override_secret)
+                if forced is not None:
+                    return self.upstreams[forced], []
+        sticky = settings.sticky
+        key: str | None
+        extra: list[tuple[bytes, bytes]] = []
+        if sticky.cookie:
+            key = facts.cookie(sticky.cookie)
+        elif sticky.header:
+            key = facts.header(sticky.header)
+        else:
+            key = client.peer
+        if key is None and sticky.set_cookie:
+            key = facts.cookie(sticky.set_cookie)
+            if key is None:
+                key = os.urandom(12).hex()
+                extra.append((
+                    b"set-cookie",
+                    f"{sticky.set_cookie}={key}; Path=/; Max-Age={sticky.cookie_max_age}; "
+                    "HttpOnly; SameSite=Lax".encode(),
+                ))
+        if key is None:
+            key = client.peer
+        return self.upstreams[split.choose(bucket_of(key, sticky.salt))], extra
+
+    def snapshot(self) -> dict[str, Any]:
+        split = self.config.split
+        return {
+            "name": self.name,
+            "stage": self.stage.value,
+            "upstream": self.primary.name,
+            "fallback": self.fallback.name if self.fallback else None,
+            "extracted_weight": extracted_weight(self.config, self.upstreams),
+            "split": [{"upstream": n, "weight": w} for n, w in split.targets] if split else None,
+            "shadow": self.config.shadow.upstream if self.config.shadow else None,
+            "breakers": {name: b.snapshot() for name, b in self.breakers.items()},
+            "line": self.config.line,
+        }
+
+
+def extracted_weight(route: RouteConfig, upstreams: dict[str, UpstreamRuntime]) -> float:
+    """The configured share of a route's traffic that extracted services serve."""
+    if route.split is not None:
+        return route.split.extracted_weight
+    return 100.0 if upstreams[route.upstream].role == Role.EXTRACTED.value else 0.0
+
+
+class Snapshot:
+    def __init__(
+        self,
+        config: Config,
+        table: RouteTable[RouteRuntime],
+        routes: dict[str, RouteRuntime],
+        upstreams: dict[str, UpstreamRuntime],
+    ) -> None:
+        self.config = config
+        self.table = table
+        self.routes = routes
+        self.upstreams = upstreams
+        self.loaded_at = time.time()
+
+
+def build_snapshot(
+    config: Config,
+    previous: Snapshot | None,
+    metrics: Metrics,
+    on_breaker: Callable[[str, str, BreakerState, BreakerState], None],
+    shadow_hub: ShadowHub | None = None,
+    clock: Clock = time.monotonic,
+) -> Snapshot:
+    old_ups = previous.upstreams if previous else {}
+    upstreams: dict[str, UpstreamRuntime] = {}
+    for name, up in config.upstreams.items():
+        old = old_ups.get(name)
+        same_conn = old is not None and (old.config.host, old.config.port, old.config.pool_size,
+                                          old.config.connect_timeout) == (
+            up.host, up.port, up.pool_size, up.connect_timeout)
+        pool = old.pool if old is not None and same_conn else UpstreamPool(
+            up.host, up.port, max_idle=up.pool_size, connect_timeout=up.connect_timeout)
+        if old is not None and old.config.bulkhead == up.bulkhead:
+            bulkhead = old.bulkhead
+        else:
+            bulkhead = (Bulkhead(up.bulkhead.max_concurrent, up.bulkhead.max_waiting)
+                        if up.bulkhead else None)
+        budget = old.retry_budget if old is not None else RetryBudget(20.0, 3)
+        upstreams[name] = UpstreamRuntime(up, pool, bulkhead, budget, UpstreamMetrics(metrics, name))
+
+    old_routes = previous.routes if previous else {}
+    routes: dict[str, RouteRuntime] = {}
+    entries: list[RouteEntry[RouteRuntime]] = []
+    all_routes = list(config.routes)
+    if config.default_route is not None:
+        all_routes.append(config.default_route)
+    for route in all_routes:
+        names = {route.upstream}
+        if route.fallback:
+            names.add(route.fallback.upstream)
+        if route.split:
+            names.update(n for n, _ in route.split.targets)
+        roles = {n: upstreams[n].role for n in names}
+        breakers: dict[str, CircuitBreaker] = {}
+        old_route = old_routes.get(route.name)
+        if route.breaker is not None:
+            # Breakers guard the extracted side (and any primary); the fallback has none of its own.
+            guarded = names - ({route.fallback.upstream} if route.fallback else set())
+            for up_name in sorted(guarded):
+                old_breaker = old_route.breakers.get(up_name) if old_route else None
+                if old_breaker is not None and old_breaker.policy == route.breaker:
+                    breakers[up_name] = old_breaker
+                else:
+                    breakers[up_name] = _new_breaker(route.name, up_name, route, clock, on_breaker,
+                                                     metrics)
+        progress = old_route.progress if old_route else RouteProgress(clock)
+        rt = RouteRuntime(route, upstreams, breakers, RouteMetrics(metrics, route.name, roles),
+                          progress)
+        rt.max_body_bytes = route.max_body_bytes or config.limits.max_body_bytes
+        if route.shadow is not None and shadow_hub is not None:
+            rt.shadow = shadow_hub.runtime_for(rt, upstreams[route.shadow.upstream],
+                                               old_route.shadow if old_route else None)
+        routes[route.name] = rt
+        if route is not config.default_route:
+            entries.append(RouteEntry(route.name, route.matcher, rt))
+    default = None
+    if config.default_route is not None:
+        d = config.default_route
+        default = RouteEntry(d.name, d.matcher, routes[d.name])
+    table = RouteTable.build(entries, default)
+    metrics.set_stages(
+        ((r.name, r.stage.value, extracted_weight(r.config, upstreams)) for r in routes.values()),
+        old_routes.keys(),
+    )
+    return Snapshot(config, table, routes, upstreams)
+
+
+def _new_breaker(
+    route: str,
+    upstream: str,
+    config: RouteConfig,
+    clock: Clock,
+    on_breaker: Callable[[str, str, BreakerState, BreakerState], None],
+    metrics: Metrics,
+) -> CircuitBreaker:
+    assert config.breaker is not None
+
+    def transition(old: BreakerState, new: BreakerState) -> None:
+        metrics.breaker_changed(route, upstream, old.value, new.value)
+        on_breaker(route, upstream, old, new)
+
+    breaker = CircuitBreaker(config.breaker, clock, transition)
+    metrics.breaker_changed(route, upstream, None, BreakerState.CLOSED.value)
+    return breaker
+
+
+def retire_snapshot(old: Snapshot, new: Snapshot) -> None:
+    """Close pools the new snapshot no longer uses (idle connections only; busy ones finish)."""
+    kept = {id(up.pool) for up in new.upstreams.values()}
+    for up in old.upstreams.values():
+        if id(up.pool) not in kept:
+            up.pool.close_idle()
+
+
+class DataPlane:
+    """Shared state of the client connections: the current snapshot and the request recorders."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        snapshot: Snapshot,
+        metrics: Metrics,
+        access: AccessLog,
+        logger: Any,
+    ) -> None:
+        self.loop = loop
+        self.metrics = metrics
+        self.access = access
+        self.logger = logger
+        self.connections: set[ClientConnection] = set()
+        self.snapshot = snapshot
+        self.install(snapshot)
+
+    def install(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        config = snapshot.config
+        self.limits = config.limits
+        self.head_limit = config.limits.max_request_line + config.limits.max_header_bytes
+        self.trust_forwarded = config.forwarding.trust_forwarded_headers
+        self.request_id_header = config.forwarding.request_id_header.lower().encode()
+
+    def forwarding_headers(
+        self, raw: list[tuple[bytes, bytes]], host: object, peer: str, request_id: bytes
+    ) -> list[tuple[bytes, bytes]]:
+        peer_b = peer.encode()
+        extra: list[tuple[bytes, bytes]] = []
+        if self.trust_forwarded:
+            prior = [v for n, v in raw if n == b"x-forwarded-for"]
+            xff = b", ".join([*prior, peer_b])
+            # The client's own X-Forwarded-* headers were kept by the filter; replace XFF only.
+            raw_kept = [(n, v) for n, v in raw if n == b"x-forwarded-for"]
+            del raw_kept
+            extra.append((b"x-forwarded-for", xff))
+        else:
+            extra.append((b"x-forwarded-for", peer_b))
+            extra.append((b"x-forwarded-proto", b"http"))
+            if isinstance(host, str):
+                extra.append((b"x-forwarded-host", host.encode("latin-1")))
+        extra.append((self.request_id_header, request_id))
+        return extra
+
+    # ---- recording ----------------------------------------------------------------------
+    def record(
+        self,
+        ex: Exchange,
+        peer: str,
+        *,
+        status_override: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        status = status_override or ex.status
+        duration = self.loop.time() - ex.start
+        route = ex.route
+        up = ex.upstream
+        route.metrics.observe(up.name, ex.method, status, duration)
+        route.progress.record(up.role == "extracted", ex.head.path)
+        self.access.log(
+            ex.request_id.decode("ascii", "replace"),
+            ex.method,
+            ex.head.path,
+            route.name,
+            up.name,
+            status,
+            round(duration * 1000, 3),
+            ex.response_bytes,
+            peer,
+            ex.fallback_reason,
+            error,
+        )
+
+    def record_abandoned(self, ex: Exchange) -> None:
+        self.record(ex, "-", status_override=499, error="client_closed")
+
+    def record_local(
+        self, status: int, error: str, kind: str | None, peer: str, request_id: bytes
+    ) -> None:
+        self.metrics.client_errors.labels(str(status), kind or error).inc()
+        self.access.log(request_id.decode("ascii", "replace"), None, None, None, None, status,
+                        None, None, peer, None, kind or error)
+
+    def count_timeout(self, kind: str) -> None:
+        self.metrics.client_errors.labels("408", f"{kind}_timeout").inc()
+
+    def log_internal_error(self, exc: BaseException | None) -> None:
+        self.logger.error("strangler.proxy.internal_error", exc_info=exc)

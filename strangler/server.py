@@ -1,0 +1,617 @@
+"""The client half of the data plane: one asyncio Protocol per client connection, parsed by httptools.
+
+A `ClientConnection` parses requests, enforces the edge limits and timeouts, routes each request on
+the runtime snapshot current when its head completed, hands it to an `Exchange`, and writes the
+response back with the proxy's own framing.
+
+Invariants:
+- responses go out in request order: only the oldest request is being served; pipelined requests
+  parsed meanwhile wait in a queue, and reading pauses once one is complete, which bounds memory;
+- every error the proxy generates is a small JSON body that never echoes the request, and every
+  framing or parse error closes the connection;
+- one snapshot per request: a reload never changes the route of a request already routed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from strangler import headers as hdr
+from strangler.exchange import Exchange, error_response
+from strangler.pathnorm import UnsafeTarget, normalize_target
+
+if TYPE_CHECKING:
+    from strangler.runtime import DataPlane, RouteRuntime
+    from strangler.upstream import UpstreamConnection
+
+__all__ = ["ClientConnection", "RequestHead"]
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CHUNK_END = b"0\r\n\r\n"
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+class RequestHead:
+    """What the proxy will send upstream, minus the upstream-specific host and path prefix."""
+
+    __slots__ = ("extra", "framing", "headers", "method", "path", "query", "rewritten")
+
+    def __init__(
+        self,
+        method: bytes,
+        path: str,
+        rewritten: str,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        extra: list[tuple[bytes, bytes]],
+        framing: bytes,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.rewritten = rewritten
+        self.query = query
+        self.headers = headers
+        self.extra = extra
+        self.framing = framing
+
+
+class _Facts:
+    """Lazy request facts for the route table."""
+
+    __slots__ = ("_cookies", "_raw", "host", "method", "path")
+
+    def __init__(self, method: str, path: str, host: str | None, raw: list[tuple[bytes, bytes]]):
+        self.method = method
+        self.path = path
+        self.host = host
+        self._raw = raw
+        self._cookies: dict[str, str] | None = None
+
+    def header(self, name: str) -> str | None:
+        key = name.encode("latin-1")
+        for n, v in self._raw:
+            if n == key:
+                return v.decode("latin-1")
+        return None
+
+    def cookie(self, name: str) -> str | None:
+        if self._cookies is None:
+            jar: dict[str, str] = {}
+            for n, v in self._raw:
+                if n == b"cookie":
+                    for part in v.decode("latin-1").split(";"):
+                        k, sep, val = part.strip().partition("=")
+                        if sep and k not in jar:
+                            jar[k] = val
+            self._cookies = jar
+        return self._cookies.get(name)
+
+
+class _Incoming:
+    """A request parsed while an earlier one is still being answered (pipelining)."""
+
+    __slots__ = ("body", "complete", "head")
+
+    def __init__(self, head: tuple[object, ...]) -> None:
+        self.head = head
+        self.body: list[bytes] = []
+        self.complete = False
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+        self.loop = plane.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = "-"
+        self.closed = False
+        self.current: Exchange | None = None
+        self.queue: deque[_Incoming] = deque()
+        self.incoming: _Incoming | None = None
+        self.url = b""
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
+        self.in_head = False
+        self.paused = False
+        self.write_paused = False
+        self.keep_alive = True
+        self.error_after_current: tuple[int, str] | None = None
+        self.deadline = 0.0
+        self.deadline_kind = "idle"
+        self.timer: asyncio.TimerHandle | None = None
+        self.body_limit = 0
+        self.body_seen = 0
+        self.chunked_response = False
+        self.close_after_response = False
+        plane.connections.add(self)
+
+    # ---- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = str(peer[0])
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self._set_deadline("idle", self.plane.limits.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.in_head or self.current is None:
+            self.head_bytes += len(data)
+            if self.head_bytes > self.plane.head_limit and self.in_head:
+                self._reject(431, "headers_too_large")
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._upgrade_rest(data[exc.args[0] :])
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Reject):
+                self._reject(cause.status, cause.error)
+            else:
+                self.plane.log_internal_error(cause)
+                self._reject(400, "bad_request")
+        except httptools.HttpParserError:
+            self._reject(400, "bad_request")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        self.plane.connections.discard(self)
+        current = self.current
+        self.current = None
+        if current is not None and not current.done:
+            current.abandon()
+            self.plane.record_abandoned(current)
+        self.queue.clear()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        current = self.current
+        if current is not None and current.conn is not None:
+            current.conn.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        current = self.current
+        if current is not None and current.conn is not None:
+            current.conn.resume_reading()
+
+    # ---- httptools callbacks ------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.in_head = True
+        self.url = b""
+        self.raw_headers = []
+        if self.deadline_kind == "idle":
+            self._set_deadline("header", self.plane.limits.header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.plane.limits.max_request_line:
+            raise _Reject(414, "uri_too_long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        raw = self.raw_headers
+        if len(raw) >= self.plane.limits.max_headers:
+            raise _Reject(431, "too_many_headers")
+        if hdr.has_ctl(value):
+            raise _Reject(400, "bad_header")
+        raw.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0
+        head = (self.parser.get_method(), self.url, self.raw_headers,
+                self.parser.get_http_version(), self.parser.should_keep_alive(),
+                self.parser.should_upgrade())
+        if self.current is not None or self.queue:
+            self.incoming = _Incoming(head)
+            self.queue.append(self.incoming)
+            return
+        self.incoming = None
+        self._dispatch(head)
+
+    def on_body(self, body: bytes) -> None:
+        self.body_seen += len(body)
+        if self.incoming is not None:
+            self.incoming.body.append(body)
+            return
+        if self.body_seen > self.body_limit:
+            raise _Reject(413, "body_too_large")
+        self._set_deadline("body", self.plane.limits.body_timeout)
+        current = self.current
+        if current is not None and not current.done:
+            current.request_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.incoming is not None:
+            self.incoming.complete = True
+            self.incoming = None
+            self._pause()
+            return
+        current = self.current
+        if current is not None:
+            if not current.done:
+                current.request_complete()
+            if self.deadline_kind == "body":
+                self._set_deadline("response", 0.0)
+            if self.current is not None:
+                self._pause()
+
+    # ---- dispatch -----------------------------------------------------------------------
+    def _dispatch(self, head: tuple[object, ...]) -> None:
+        method_b, url, raw, version, keep_alive, upgrade = head
+        assert isinstance(method_b, bytes) and isinstance(url, bytes) and isinstance(raw, list)
+        self.keep_alive = bool(keep_alive)
+        self._set_deadline("response", 0.0)
+        plane = self.plane
+        request_id = self._request_id(raw)
+        method = method_b.decode("ascii")
+        if method == "CONNECT":
+            self._reply_error(405, "method_not_allowed", request_id, close=True)
+            return
+        try:
+            target = normalize_target(url)
+        except UnsafeTarget as exc:
+            self._reply_error(400, "bad_request", request_id, kind=exc.reason, close=True)
+            return
+        framing = self._framing(raw, version)
+        if framing is None:
+            return
+        body_kind, length = framing
+        host = self._host(raw, target.authority)
+        if host is False:
+            self._reply_error(400, "bad_request", request_id, kind="host", close=True)
+            return
+        snapshot = plane.snapshot
+        facts = _Facts(method, target.path, host if isinstance(host, str) else None, raw)
+        match = snapshot.table.match(facts)
+        entry = match.entry
+        if entry is None:
+            status, error = (405, "method_not_allowed") if match.method_mismatch else (404, "no_route")
+            self._reply_error(status, error, request_id)
+            return
+        route: RouteRuntime = entry.payload
+        self.body_limit = route.max_body_bytes
+        self.body_seen = 0
+        if length is not None and length > route.max_body_bytes:
+            self._reply_error(413, "body_too_large", request_id, route=route.name, close=True)
+            return
+        websocket = bool(upgrade) and _is_websocket(raw)
+        upstream, extra_response = route.choose(facts, self)
+        connection_listed = hdr.connection_tokens(v for n, v in raw if n == b"connection")
+        kept = hdr.filter_request_headers(
+            raw,
+            connection_listed,
+            trust_forwarded=plane.trust_forwarded,
+            keep_internal=route.internal_headers,
+        )
+        extra = plane.forwarding_headers(raw, host, self.peer, request_id)
+        if websocket:
+            extra += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
+        elif upgrade:
+            self.keep_alive = False  # a refused upgrade leaves the parser in tunnel mode
+        if body_kind == "chunked":
+            out_framing = b"transfer-encoding: chunked\r\n"
+        elif length:
+            out_framing = b"content-length: " + str(length).encode() + b"\r\n"
+        elif method in ("POST", "PUT", "PATCH"):
+            out_framing = b"content-length: 0\r\n"
+        else:
+            out_framing = b""
+        req = RequestHead(
+            method_b,
+            target.path,
+            route.rewrite(target.path, match.prefix),
+            target.query if target.has_query else b"",
+            kept,
+            extra,
+            out_framing,
+        )
+        if target.has_query and not target.query:
+            req.query = b"?"
+        exchange = Exchange(
+            self,
+            route,
+            upstream,
+            method,
+            req,
+            request_id,
+            has_body=body_kind != "none",
+            chunked=body_kind == "chunked",
+            response_extra=extra_response,
+            upgrade=websocket,
+        )
+        self.current = exchange
+        if route.shadow is not None and not websocket:
+            exchange.shadow = route.shadow.begin(exchange, req, length)
+        if version == "1.1" and any(
+            n == b"expect" and v.lower() == b"100-continue" for n, v in raw
+        ):
+            self._write(_CONTINUE)
+        if body_kind == "none" and exchange.shadow is not None:
+            exchange.shadow.on_request_complete()
+        exchange.begin()
+
+    def _framing(self, raw: list[tuple[bytes, bytes]], version: object) -> tuple[str, int | None] | None:
+        te = [v for n, v in raw if n == b"transfer-encoding"]
+        cl = [v for n, v in raw if n == b"content-length"]
+        rid = b"-"
+        if te:
+            if cl or version != "1.1":
+                self._reply_error(400, "bad_request", rid, kind="framing", close=True)
+                return None
+            if len(te) != 1 or te[0].strip().lower() != b"chunked":
+                self._reply_error(501, "not_implemented", rid, kind="transfer_encoding", close=True)
+                return None
+            return "chunked", None
+        if cl:
+            if len(cl) != 1 or not cl[0].isdigit() or len(cl[0]) > 18:
+                self._reply_error(400, "bad_request", rid, kind="content_length", close=True)
+                return None
+            length = int(cl[0])
+            return ("length" if length else "none"), length
+        return "none", None
+
+    def _host(self, raw: list[tuple[bytes, bytes]], authority: str | None) -> str | bool | None:
+        hosts = [v for n, v in raw if n == b"host"]
+        if len(hosts) > 1:
+            return False
+        if authority is not None:
+            return authority
+        if not hosts:
+            return None
+        value = hosts[0].decode("latin-1")
+        if not value or any(c in value for c in " /\\@?#") or not value.isprintable():
+            return False
+        return value
+
+    def _request_id(self, raw: list[tuple[bytes, bytes]]) -> bytes:
+        name = self.plane.request_id_header
+        for n, v in raw:
+            if n == name and hdr.is_valid_request_id(v):
+                return v
+        return os.urandom(12).hex().encode()
+
+    # ---- response writing (called by the exchange) --------------------------------------
+    def send_response_head(
+        self, ex: Exchange, status: int, raw: list[tuple[bytes, bytes]]
+    ) -> None:
+        kept, listed = hdr.filter_response_headers(raw)
+        lengths = [v for n, v in raw if n.lower() == b"content-length"]
+        chunked = any(n.lower() == b"transfer-encoding" for n, _ in raw)
+        extra = [(b"x-request-id", ex.request_id), *ex.response_extra]
+        if ex.fallback_reason is not None:
+            extra.append((b"x-strangler-fallback", ex.fallback_reason.encode()))
+        framing = b""
+        self.chunked_response = False
+        if status == 101:
+            extra += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
+        elif ex.head_only or status in _NO_BODY_STATUS:
+            if lengths and status not in _NO_BODY_STATUS:
+                framing = b"content-length: " + lengths[0] + b"\r\n"
+        elif lengths and not chunked:
+            framing = b"content-length: " + lengths[0] + b"\r\n"
+        elif self.parser.get_http_version() == "1.1" and self.keep_alive:
+            framing = b"transfer-encoding: chunked\r\n"
+            self.chunked_response = True
+        else:
+            self.keep_alive = False
+        if not self.keep_alive and status != 101:
+            framing += b"connection: close\r\n"
+        ex.sent_any = True
+        self._write(hdr.render_response_head(status, kept + extra, framing))
+
+    def send_response_body(self, ex: Exchange, data: bytes) -> None:
+        if self.chunked_response:
+            self._write(b"%x\r\n" % len(data) + data + b"\r\n")
+        else:
+            self._write(data)
+
+    def response_complete(self, ex: Exchange) -> None:
+        if self.chunked_response:
+            self._write(_CHUNK_END)
+            self.chunked_response = False
+        self.plane.record(ex, self.peer)
+        self._next(ex)
+
+    def abort_response(self, ex: Exchange) -> None:
+        self.plane.record(ex, self.peer, status_override=ex.status or 502)
+        self.current = None
+        self._close(abort=True)
+
+    def send_error(
+        self,
+        ex: Exchange,
+        status: int,
+        error: str,
+        *,
+        route: str | None,
+        kind: str | None,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        ex.status = status
+        if ex.has_body and not ex.body_done:
+            self.keep_alive = False  # the rest of the body is not worth reading
+        self._write(
+            error_response(status, error, request_id=ex.request_id, route=route, kind=kind,
+                           extra=extra, close=not self.keep_alive)
+        )
+        self.plane.record(ex, self.peer, error=kind or error)
+        self._next(ex)
+
+    def start_tunnel(self, ex: Exchange, conn: UpstreamConnection, rest: bytes) -> None:
+        self.plane.record(ex, self.peer)
+        self._cancel_timer()
+        self.current = None
+        transport = self.transport
+        assert transport is not None
+
+        def to_client(data: bytes) -> None:
+            if data:
+                transport.write(data)
+            else:
+                self._close(abort=False)
+
+        conn.tunnel = to_client
+        self.tunnel_conn = conn
+        if rest:
+            transport.write(rest)
+        pending = getattr(self, "tunnel_pending", b"")
+        if pending:
+            conn.write(pending)
+        self.data_received = self._tunnel_data  # type: ignore[method-assign]
+        self.resume_reading()
+
+    def _tunnel_data(self, data: bytes) -> None:
+        self.tunnel_conn.write(data)
+
+    def _upgrade_rest(self, rest: bytes) -> None:
+        self.tunnel_pending = rest
+
+    # ---- connection state ---------------------------------------------------------------
+    def _next(self, ex: Exchange) -> None:
+        self.current = None
+        if not self.keep_alive or self.closed:
+            self._close(abort=False)
+            return
+        if self.error_after_current is not None:
+            status, error = self.error_after_current
+            self._reject(status, error)
+            return
+        self._set_deadline("idle", self.plane.limits.idle_timeout)
+        while self.queue and self.current is None and not self.closed:
+            item = self.queue.popleft()
+            self._dispatch(item.head)
+            current = self.current
+            if current is None:
+                continue
+            for chunk in item.body:
+                if not current.done:
+                    current.request_body(chunk)
+            if item.complete and not current.done:
+                current.request_complete()
+        if not self.closed:
+            self.resume_reading()
+
+    def _reject(self, status: int, error: str) -> None:
+        """A request that cannot be parsed or violates a limit: answer and close."""
+        if self.current is not None and not self.current.done:
+            if self.current.sent_any:
+                self._close(abort=True)
+                return
+            self.current.abandon()
+            self.current = None
+        self.keep_alive = False
+        self._reply_error(status, error, b"-", close=True)
+
+    def _reply_error(
+        self,
+        status: int,
+        error: str,
+        request_id: bytes,
+        *,
+        route: str | None = None,
+        kind: str | None = None,
+        close: bool = False,
+    ) -> None:
+        if close:
+            self.keep_alive = False
+        self._write(error_response(status, error, request_id=request_id, route=route, kind=kind,
+                                   close=not self.keep_alive))
+        self.plane.record_local(status, error, kind, self.peer, request_id)
+        if not self.keep_alive:
+            self._close(abort=False)
+        else:
+            self._set_deadline("idle", self.plane.limits.idle_timeout)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        self._pause()
+
+    def _pause(self) -> None:
+        if not self.paused and self.transport is not None and not self.closed:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.paused and self.transport is not None and not self.closed:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def _close(self, *, abort: bool) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel_timer()
+        if self.transport is not None:
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, else after the current response."""
+        self.keep_alive = False
+        if self.current is None:
+            self._close(abort=False)
+
+    # ---- timers -------------------------------------------------------------------------
+    def _set_deadline(self, kind: str, delay: float) -> None:
+        self.deadline_kind = kind
+        if delay <= 0:
+            self.deadline = 0.0
+            return
+        self.deadline = self.loop.time() + delay
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.closed or self.deadline == 0.0:
+            return
+        now = self.loop.time()
+        if now < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+            return
+        if self.deadline_kind == "header" and self.current is None:
+            self._reject(408, "request_timeout")
+        elif self.deadline_kind == "body":
+            self.plane.count_timeout("body")
+            self._reject(408, "request_timeout")
+        else:
+            self._close(abort=False)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+def _is_websocket(raw: list[tuple[bytes, bytes]]) -> bool:
+    return any(n == b"upgrade" and v.strip().lower() == b"websocket" for n, v in raw)

@@ -1,0 +1,365 @@
+"""Shadow traffic: mirror a sample of a route's requests to an extracted service and compare answers.
+
+The client's response always comes from the primary and is streamed as usual. A mirrored copy is sent
+once the request body is complete, on the shadow upstream's own connection pool, and its answer is
+captured into memory (up to `capture_bytes`). When both the primary's and the shadow's answers are in,
+`strangler.diff.compare` runs and the result is counted and, on a mismatch, stored.
+
+Invariants:
+- the shadow can never delay, fail or change the primary response: nothing here writes to the client,
+  every shadow failure ends in this module, and the primary never waits for the shadow;
+- at most `max_in_flight` shadow requests per route are outstanding; above it new ones are dropped
+  and counted; bodies over `max_body_bytes` are not mirrored and counted as skipped;
+- a request carrying the shadow marker is never mirrored again (loop guard);
+- optionally a share of mirrored requests is also sent a second time to the primary upstream, and
+  fields that differ between the two primary answers are learned as noise (as Diffy does).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from strangler.diff import CapturedResponse, NoiseModel, compare
+from strangler.headers import render_request_head
+from strangler.mismatches import MismatchStore, jsonl_line
+from strangler.upstream import UpstreamConnection, UpstreamPool
+
+if TYPE_CHECKING:
+    from strangler.config import ShadowSettings
+    from strangler.exchange import Exchange
+    from strangler.metrics import Metrics
+    from strangler.runtime import RouteRuntime, UpstreamRuntime
+    from strangler.server import RequestHead
+
+__all__ = ["SHADOW_MARKER", "ShadowCapture", "ShadowHub", "ShadowRuntime"]
+
+SHADOW_MARKER = b"x-strangler-shadow"
+
+
+class ShadowHub:
+    """Process-wide shadow state: separate pools, the mismatch store, noise models, counters."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        logger: Any,
+        *,
+        store: MismatchStore | None = None,
+        jsonl_path: str | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.metrics = metrics
+        self.logger = logger
+        self.store = store or MismatchStore()
+        self.jsonl_path = jsonl_path
+        self.rand = rand
+        self.pools: dict[tuple[str, int], UpstreamPool] = {}
+        self.noise: dict[str, NoiseModel] = {}
+        self.in_flight = 0
+
+    def pool_for(self, up: UpstreamRuntime) -> UpstreamPool:
+        key = (up.config.host, up.config.port)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = UpstreamPool(
+                up.config.host, up.config.port, max_idle=16,
+                connect_timeout=up.config.connect_timeout,
+            )
+        return pool
+
+    def runtime_for(
+        self, route: RouteRuntime, target: UpstreamRuntime, previous: ShadowRuntime | None
+    ) -> ShadowRuntime:
+        settings = route.config.shadow
+        assert settings is not None
+        rt = ShadowRuntime(self, route, target, settings)
+        if previous is not None:
+            rt.in_flight = previous.in_flight
+        return rt
+
+    def noise_for(self, route: str) -> NoiseModel:
+        model = self.noise.get(route)
+        if model is None:
+            model = self.noise[route] = NoiseModel()
+        return model
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+
+
+class ShadowRuntime:
+    """One route's shadow settings, bound to its counters."""
+
+    def __init__(
+        self, hub: ShadowHub, route: RouteRuntime, target: UpstreamRuntime, settings: ShadowSettings
+    ) -> None:
+        self.hub = hub
+        self.route = route
+        self.target = target
+        self.settings = settings
+        self.in_flight = 0
+        counter = hub.metrics.shadow_requests
+        self.sent = counter.labels(route.name, target.name, "sent")
+        self.dropped = counter.labels(route.name, target.name, "dropped")
+        self.skipped = counter.labels(route.name, target.name, "skipped")
+        self.failed = counter.labels(route.name, target.name, "failed")
+        comparisons = hub.metrics.shadow_comparisons
+        self.matched = comparisons.labels(route.name, "match")
+        self.mismatched = comparisons.labels(route.name, "mismatch")
+
+    def begin(self, ex: Exchange, req: RequestHead, length: int | None) -> ShadowCapture | None:
+        settings = self.settings
+        if settings.percent < 100.0 and self.hub.rand() * 100.0 >= settings.percent:
+            return None
+        if any(n == SHADOW_MARKER for n, _ in ex.client.raw_headers):
+            return None  # loop guard: a mirrored request is never mirrored again
+        if ex.method not in settings.methods:
+            self.skipped.inc()
+            return None
+        if length is not None and length > settings.max_body_bytes:
+            self.skipped.inc()
+            return None
+        if self.in_flight >= settings.max_in_flight:
+            self.dropped.inc()
+            return None
+        noise = settings.noise_percent > 0 and self.hub.rand() * 100.0 < settings.noise_percent
+        return ShadowCapture(self, ex, req, noise)
+
+
+class _Collector:
+    """A ResponseSink that captures one upstream answer into memory."""
+
+    def __init__(self, cap: int, done: Callable[[_Collector], None]) -> None:
+        self.cap = cap
+        self.done = done
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+        self.error: str | None = None
+        self.finished = False
+        self.conn: UpstreamConnection | None = None
+
+    def response(self) -> CapturedResponse:
+        return _captured(self.status, self.headers, b"".join(self.body), self.truncated)
+
+    def on_upstream_head(
+        self, conn: UpstreamConnection, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        self.status = status
+        self.headers = headers
+
+    def on_upstream_body(self, data: bytes) -> None:
+        room = self.cap - self.size
+        if room <= 0:
+            self.truncated = True
+            return
+        if len(data) > room:
+            data = data[:room]
+            self.truncated = True
+        self.body.append(data)
+        self.size += len(data)
+
+    def on_upstream_complete(self) -> None:
+        self._end(None)
+
+    def on_upstream_error(self, kind: str, response_started: bool) -> None:
+        self._end(kind)
+
+    def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None:
+        conn.close()
+        self._end("malformed")
+
+    def pause_client_reading(self) -> None:
+        pass
+
+    def resume_client_reading(self) -> None:
+        pass
+
+    def _end(self, error: str | None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.error = error
+        self.conn = None
+        self.done(self)
+
+
+def _captured(
+    status: int, headers: list[tuple[bytes, bytes]], body: bytes, truncated: bool
+) -> CapturedResponse:
+    return CapturedResponse(
+        status=status,
+        headers=tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers),
+        body=body,
+        truncated=truncated,
+    )
+
+
+class ShadowCapture:
+    """One mirrored request: the copy of the request body and of the primary's answer."""
+
+    def __init__(self, rt: ShadowRuntime, ex: Exchange, req: RequestHead, noise: bool) -> None:
+        self.rt = rt
+        self.ex = ex
+        self.req = req
+        self.noise = noise
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.skipped = False
+        self.primary_status = 0
+        self.primary_headers: list[tuple[bytes, bytes]] = []
+        self.primary_body: list[bytes] = []
+        self.primary_size = 0
+        self.primary_truncated = False
+        self.primary_done = False
+        self.abandoned = False
+        self.pending = 0
+        self.shadow: _Collector | None = None
+        self.second: _Collector | None = None
+        self.started = False
+
+    # ---- fed by the exchange ------------------------------------------------------------
+    def on_request_body(self, data: bytes) -> None:
+        if self.skipped:
+            return
+        self.body_size += len(data)
+        if self.body_size > self.rt.settings.max_body_bytes:
+            self.skipped = True
+            self.body = []
+            self.rt.skipped.inc()
+            return
+        self.body.append(data)
+
+    def on_request_complete(self) -> None:
+        if self.skipped or self.started:
+            return
+        self.started = True
+        rt = self.rt
+        rt.in_flight += 1
+        rt.sent.inc()
+        body = b"".join(self.body)
+        self.shadow = self._send(rt.target, body)
+        if self.noise:
+            self.second = self._send(rt.route.primary, body)
+
+    def on_primary_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.primary_status = status
+        self.primary_headers = headers
+
+    def on_primary_body(self, data: bytes) -> None:
+        room = self.rt.settings.capture_bytes - self.primary_size
+        if room <= 0:
+            self.primary_truncated = True
+            return
+        if len(data) > room:
+            data = data[:room]
+            self.primary_truncated = True
+        self.primary_body.append(data)
+        self.primary_size += len(data)
+
+    def on_primary_complete(self) -> None:
+        self.primary_done = True
+        self._maybe_compare()
+
+    def abandon(self) -> None:
+        self.abandoned = True
+
+    # ---- the mirrored request -----------------------------------------------------------
+    def _send(self, up: UpstreamRuntime, body: bytes) -> _Collector:
+        rt = self.rt
+        settings = rt.settings
+        collector = _Collector(settings.capture_bytes, self._collected)
+        self.pending += 1
+        req = self.req
+        path = req.rewritten if up.role == "extracted" else req.path
+        target = (up.base_path + path).encode("latin-1")
+        if req.query and req.query != b"?":
+            target += b"?" + req.query
+        framing = b"content-length: " + str(len(body)).encode() + b"\r\n" if body else b""
+        head = render_request_head(
+            req.method, target, up.host_header, req.headers,
+            [*req.extra, (SHADOW_MARKER, b"1")], framing,
+        )
+        loop = self.ex.loop
+        timer = loop.call_later(settings.timeout, lambda: self._timeout(collector))
+        pool = rt.hub.pool_for(up)
+
+        def ready(conn: UpstreamConnection) -> None:
+            if collector.finished:
+                conn.give_back()
+                return
+            collector.conn = conn
+            conn.send(collector, head, req.method == b"HEAD")
+            if body:
+                conn.write(body)
+
+        def failed(kind: str) -> None:
+            collector.on_upstream_error(kind, False)
+
+        collector.cancel_timer = timer.cancel  # type: ignore[attr-defined]
+        pool.acquire(ready, failed)
+        return collector
+
+    def _timeout(self, collector: _Collector) -> None:
+        conn = collector.conn
+        if conn is not None:
+            conn.detach()
+        collector.on_upstream_error("timeout", False)
+
+    def _collected(self, collector: _Collector) -> None:
+        collector.cancel_timer()  # type: ignore[attr-defined]
+        self.pending -= 1
+        if self.pending == 0:
+            self.rt.in_flight -= 1
+        if collector is self.shadow and collector.error is not None:
+            self.rt.failed.inc()
+        self._maybe_compare()
+
+    def _maybe_compare(self) -> None:
+        if self.pending or not self.primary_done or not self.started:
+            return
+        if self.abandoned or self.shadow is None or self.shadow.error is not None:
+            return
+        rt = self.rt
+        policy = rt.settings.compare
+        primary = _captured(self.primary_status, self.primary_headers,
+                            b"".join(self.primary_body), self.primary_truncated)
+        noise = rt.hub.noise_for(rt.route.name)
+        second = self.second
+        if second is not None and second.error is None:
+            noise.learn(primary, second.response(), policy)
+        diff = compare(primary, self.shadow.response(), policy, noise)
+        if diff.matched:
+            rt.matched.inc()
+            return
+        rt.mismatched.inc()
+        req = self.req
+        record = rt.hub.store.add(
+            at=time.time(),
+            route=rt.route.name,
+            method=req.method.decode("ascii"),
+            path=req.path,
+            query=req.query.decode("latin-1") if req.query != b"?" else "",
+            request_headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in req.headers],
+            primary=primary,
+            shadow=self.shadow.response(),
+            diff=diff,
+        )
+        path = rt.hub.jsonl_path
+        if path:
+            try:
+                with open(path, "a", encoding="utf-8") as fh:
+                    fh.write(jsonl_line(record) + "\n")
+            except OSError as exc:
+                rt.hub.logger.warning("strangler.shadow.jsonl_failed", error=str(exc))
+
+
+def mismatch_json(hub: ShadowHub, route: str | None, limit: int) -> list[dict[str, object]]:
+    return [json.loads(json.dumps(r.to_json(), default=str)) for r in hub.store.recent(route, limit)]
