@@ -16,14 +16,35 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
+from strangler.breaker import ERROR_KINDS
+from strangler.diff import ARRAY_ORDERS
 from strangler.jsonpath import compile_path
 from strangler.pathnorm import UnsafeTarget, normalize_target
 
 __all__ = [
+    "ACCESS_LOG_KEYS",
+    "ADMIN_KEYS",
+    "BREAKER_KEYS",
+    "BULKHEAD_KEYS",
+    "COMPARE_KEYS",
+    "FALLBACK_KEYS",
+    "FORWARDING_KEYS",
+    "LIMITS_KEYS",
+    "LISTEN_KEYS",
+    "LOGGING_KEYS",
+    "MATCH_KEYS",
+    "OVERRIDE_KEYS",
+    "RETRY_KEYS",
+    "REWRITE_KEYS",
+    "SHADOW_KEYS",
+    "SHUTDOWN_KEYS",
+    "STICKY_KEYS",
+    "TARGET_KEYS",
     "Convert",
+    "Each",
     "UpstreamUrl",
     "as_bool",
     "as_choice",
@@ -41,7 +62,6 @@ __all__ = [
     "as_percent",
     "as_positive_duration",
     "as_regex",
-    "as_set_of",
     "as_status_set",
     "as_string",
     "as_upstream_url",
@@ -88,7 +108,7 @@ def parse_duration(value: object) -> float:
 
 
 def parse_size(value: object) -> int:
-    """Bytes from an integer or `512B`, `64KiB`, `10MiB`, `1GiB` 
+    """Bytes from an integer or `512B`, `64KiB`, `10MiB`, `1GiB`
 
     `KB`, `MB` and `GB` are powers of 1000.
     """
@@ -141,7 +161,9 @@ def as_optional(convert: Convert[T]) -> Convert[T | None]:
 
 
 def as_int(minimum: int, maximum: int | None = None) -> Convert[int]:
-    wanted = f"an integer >= {minimum}" if maximum is None else f"{minimum} to {maximum}"
+    wanted = (
+        f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+    )
 
     def convert(value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -188,13 +210,21 @@ def as_enum(enum_type: type[E]) -> Convert[E]:
     return lambda value: by_value[choice(value)]
 
 
-def as_set_of(convert: Convert[T]) -> Convert[frozenset[T]]:
-    """A list (or a single value) of items, each by `convert`."""
+class Each(Generic[T]):
+    """A list converted item by item; a Section reports each bad item at its own line.
 
-    def convert_all(value: object) -> frozenset[T]:
-        return frozenset(convert(item) for item in (value if isinstance(value, list) else [value]))
+    A single value stands for a one-item list.
+    """
 
-    return convert_all
+    __slots__ = ("item",)
+
+    def __init__(self, item: Convert[T]) -> None:
+        self.item = item
+
+    def __call__(self, value: object) -> tuple[T, ...]:
+        if isinstance(value, dict):
+            raise ValueError("expected a list, got a mapping")
+        return tuple(self.item(item) for item in (value if isinstance(value, list) else [value]))
 
 
 def as_name(value: object) -> str:
@@ -305,15 +335,17 @@ def as_upstream_url(value: object) -> UpstreamUrl:
         raise ValueError(expected)
     parts = urlsplit(value)
     if parts.scheme == "https":
-        raise ValueError(f"https upstreams are not supported yet, use http://: {value!r}")
+        raise ValueError(f"https upstreams are not supported yet (got {value!r}); use http://")
     if parts.scheme != "http" or not parts.netloc:
         raise ValueError(expected)
     if parts.username is not None or parts.query or parts.fragment or "?" in value:
         raise ValueError(f"expected only http://host[:port][/path], got {value!r}")
     try:
-        port = parts.port or 80
+        port = 80 if parts.port is None else parts.port
     except ValueError:
-        raise ValueError(f"port out of range 1 to 65535 in {value!r}") from None
+        port = 0
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port out of range 1 to 65535 in {value!r}")
     host = parts.hostname or ""
     if not _HOST.fullmatch(host) or host.startswith("*"):
         raise ValueError(f"invalid host {host!r} in {value!r} (IPv6 literals are not supported)")
@@ -321,3 +353,113 @@ def as_upstream_url(value: object) -> UpstreamUrl:
     if base_path:
         as_path(base_path)
     return UpstreamUrl(value, host, port, base_path)
+
+
+# -- the value syntax of each config section ------------------------------------------------------
+# Key -> converter; for sections read straight into a dataclass, the keys are its field names.
+LISTEN_KEYS: dict[str, Convert[Any]] = {
+    "host": as_string,
+    "port": as_int(0, 65535),
+    "backlog": as_int(1),
+}
+ADMIN_KEYS: dict[str, Convert[Any]] = {
+    "host": as_string,
+    "port": as_int(0, 65535),
+    "token_env": as_env_name,
+}
+LIMITS_KEYS: dict[str, Convert[Any]] = {
+    "max_request_line": parse_size,
+    "max_header_bytes": parse_size,
+    "max_headers": as_int(1),
+    "max_body_bytes": parse_size,
+    "header_timeout": as_positive_duration,
+    "body_timeout": as_positive_duration,
+    "idle_timeout": as_positive_duration,
+}
+FORWARDING_KEYS: dict[str, Convert[Any]] = {
+    "trust_forwarded_headers": as_bool,
+    "request_id_header": as_header_name,
+}
+SHUTDOWN_KEYS: dict[str, Convert[Any]] = {"drain_timeout": parse_duration}
+LOGGING_KEYS: dict[str, Convert[Any]] = {
+    "level": as_choice(("debug", "info", "warning", "error")),
+    "format": as_choice(("json", "console")),
+}
+ACCESS_LOG_KEYS: dict[str, Convert[Any]] = {
+    "path": as_optional(as_string),
+    "enabled": as_bool,
+    "flush_interval": as_positive_duration,
+}
+BREAKER_KEYS: dict[str, Convert[Any]] = {
+    "consecutive_failures": as_optional(as_int(1)),
+    "failure_rate_threshold": as_optional(as_percent),
+    "slow_call_rate_threshold": as_optional(as_percent),
+    "slow_call_duration": as_positive_duration,
+    "window_type": as_choice(("count", "time")),
+    "window_size": as_int(1),
+    "window_duration": as_positive_duration,
+    "minimum_calls": as_int(1),
+    "open_duration": as_positive_duration,
+    "half_open_probes": as_int(1),
+    "failure_statuses": as_status_set,
+    "count_connection_errors": as_bool,
+    "count_timeouts": as_bool,
+}
+BULKHEAD_KEYS: dict[str, Convert[Any]] = {
+    "max_concurrent": as_int(1),
+    "max_wait": parse_duration,
+    "max_waiting": as_int(0),
+}
+RETRY_KEYS: dict[str, Convert[Any]] = {
+    "attempts": as_int(1),
+    "backoff_base": as_positive_duration,
+    "backoff_max": as_positive_duration,
+    "retry_on": Each(as_choice(sorted(ERROR_KINDS))),
+    "retry_statuses": as_status_set,
+    "non_idempotent": as_bool,
+    "per_try_timeout": as_optional(as_positive_duration),
+    "budget_percent": as_percent,
+    "min_retry_concurrency": as_int(0),
+}
+MATCH_KEYS: dict[str, Convert[Any]] = {
+    "path_prefix": as_path,
+    "path": as_path,
+    "path_regex": as_regex,
+    "methods": Each(as_method),
+    "host": Each(as_host),
+}
+REWRITE_KEYS: dict[str, Convert[Any]] = {"strip_prefix": as_bool, "replace_prefix": as_path}
+FALLBACK_KEYS: dict[str, Convert[Any]] = {
+    "buffer_body_bytes": parse_size,
+    "non_idempotent": as_bool,
+}
+SHADOW_KEYS: dict[str, Convert[Any]] = {
+    "percent": as_percent,
+    "max_body_bytes": parse_size,
+    "max_in_flight": as_int(1),
+    "timeout": as_positive_duration,
+    "capture_bytes": parse_size,
+    "noise_percent": as_percent,
+}
+COMPARE_KEYS: dict[str, Convert[Any]] = {
+    "compare_status": as_bool,
+    "headers": Each(as_header_name),
+    "ignore_headers": Each(as_header_name),
+    "ignore_paths": Each(as_json_path),
+    "array_order": as_choice(ARRAY_ORDERS),
+    "max_differences": as_int(1),
+}
+TARGET_KEYS: dict[str, Convert[Any]] = {"upstream": as_string, "weight": as_percent}
+STICKY_KEYS: dict[str, Convert[Any]] = {
+    "cookie": as_optional(as_cookie_name),
+    "header": as_optional(as_header_name),
+    "client_address": as_bool,
+    "set_cookie": as_optional(as_cookie_name),
+    "cookie_max_age": as_whole_seconds,
+    "salt": as_string,
+}
+OVERRIDE_KEYS: dict[str, Convert[Any]] = {
+    "header": as_optional(as_header_name),
+    "cookie": as_optional(as_cookie_name),
+    "secret_env": as_optional(as_env_name),
+}

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from strangler.units import Convert
+from strangler.units import Convert, Each
 
 __all__ = [
     "DuplicateKey",
@@ -28,6 +28,7 @@ __all__ = [
     "Report",
     "Section",
     "YamlSyntaxError",
+    "describe",
     "parse_yaml",
 ]
 
@@ -140,16 +141,23 @@ class Section:
     On creation it reports duplicate keys, non-string keys and keys outside `known` (None: any
     key is allowed, e.g. a mapping of upstream names). Readers return a default after reporting,
     so one pass finds every problem. Value problems are reported at the value's line, key
-    problems at the key's line, missing keys at the mapping's own line.
+    problems at the key's line; problems of the mapping as a whole (a missing key, a policy
+    that rejects its settings) at `line`, the line of the key holding the mapping.
     """
 
-    __slots__ = ("_report", "node", "path")
+    __slots__ = ("_report", "line", "node", "path")
 
     def __init__(
-        self, node: LineDict, path: str, known: Collection[str] | None, report: Report
+        self,
+        node: LineDict,
+        path: str,
+        known: Collection[str] | None,
+        report: Report,
+        line: int | None = None,
     ) -> None:
         self.node = node
         self.path = path
+        self.line = node.line if line is None else line
         self._report = report
         for duplicate in node.duplicates:
             report(
@@ -165,18 +173,18 @@ class Section:
                 hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
                 self.report_key(key, f"unknown key ({hint})")
 
-    @property
-    def line(self) -> int:
-        return self.node.line
-
     def key_path(self, key: object) -> str:
         return f"{self.path}.{key}" if self.path else str(key)
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         return [key for key in self.node if isinstance(key, str)]
 
     def has(self, key: str) -> bool:
+        """Whether `key` is set (null counts as not set)."""
         return self.node.get(key) is not None
+
+    def report_at(self, line: int | None, key_path: str, message: str) -> None:
+        self._report(line, key_path, message)
 
     def report_here(self, message: str) -> None:
         self._report(self.line, self.path, message)
@@ -190,15 +198,30 @@ class Section:
     def report_missing(self, key: str) -> None:
         self._report(self.line, self.key_path(key), "required key is missing")
 
+    def convert_value(self, key: str, convert: Convert[Any]) -> tuple[Any, bool]:
+        """(converted value of `key`, True), or (None, False) after reporting why not."""
+        value = self.node[key]
+        if isinstance(convert, Each) and isinstance(value, LineList):
+            items, valid = [], True
+            for index, (item, line) in enumerate(zip(value, value.item_lines, strict=True)):
+                try:
+                    items.append(convert.item(item))
+                except ValueError as exc:
+                    self._report(line, f"{self.key_path(key)}[{index}]", str(exc))
+                    valid = False
+            return (tuple(items), True) if valid else (None, False)
+        try:
+            return convert(value), True
+        except ValueError as exc:
+            self.report_value(key, str(exc))
+            return None, False
+
     def get(self, key: str, convert: Convert[T], default: T) -> T:
         """The converted value of `key`, or `default` when absent or invalid (reported)."""
         if key not in self.node:
             return default
-        try:
-            return convert(self.node[key])
-        except ValueError as exc:
-            self.report_value(key, str(exc))
-            return default
+        value, valid = self.convert_value(key, convert)
+        return value if valid else default
 
     def required(self, key: str, convert: Convert[T]) -> T | None:
         if key not in self.node:
@@ -218,15 +241,29 @@ class Section:
     def values(self, converters: Mapping[str, Convert[Any]]) -> dict[str, Any] | None:
         """Converted values of the keys present among `converters`; None if any was invalid."""
         found: dict[str, Any] = {}
-        valid = True
+        all_valid = True
         for key, convert in converters.items():
             if key in self.node:
-                try:
-                    found[key] = convert(self.node[key])
-                except ValueError as exc:
-                    self.report_value(key, str(exc))
-                    valid = False
-        return found if valid else None
+                found[key], valid = self.convert_value(key, convert)
+                all_valid = all_valid and valid
+        return found if all_valid else None
+
+    def build(self, factory: Callable[..., T], converters: Mapping[str, Convert[Any]]) -> T | None:
+        """`factory(**values)` of a section whose keys are the factory's parameters.
+
+        None when a value is invalid, or when the factory (a policy validating itself in
+        `__post_init__`) raises ValueError, reported at this section's key.
+        """
+        kwargs = self.values(converters)
+        return None if kwargs is None else self.construct(factory, kwargs)
+
+    def construct(self, factory: Callable[..., T], kwargs: Mapping[str, Any]) -> T | None:
+        """`factory(**kwargs)`; its ValueError is reported at this section's key."""
+        try:
+            return factory(**kwargs)
+        except ValueError as exc:
+            self.report_here(str(exc))
+            return None
 
     def section(self, key: str, known: Collection[str] | None) -> Section | None:
         """The mapping under `key` (None when absent or null; reported when not a mapping)."""
@@ -234,55 +271,36 @@ class Section:
         if value is None:
             return None
         if not isinstance(value, LineDict):
-            self.report_value(key, f"expected a mapping, got {_describe(value)}")
+            self.report_value(key, f"expected a mapping, got {describe(value)}")
             return None
-        return Section(value, self.key_path(key), known, self._report)
+        return Section(value, self.key_path(key), known, self._report, self.node.key_lines[key])
 
     def required_section(self, key: str, known: Collection[str] | None) -> Section | None:
-        if self.node.get(key) is None:
+        if not self.has(key):
             self.report_missing(key)
             return None
         return self.section(key, known)
 
-    def items(self, key: str) -> list[tuple[str, int, object]]:
-        """(key path, line, value) of each item of the list under `key`; a scalar is one item."""
+    def section_items(self, key: str, known: Collection[str]) -> list[Section]:
+        """A Section for each mapping in the list under `key`; anything else is reported."""
         value = self.node.get(key)
         if value is None:
             return []
-        if isinstance(value, LineDict):
-            self.report_value(key, f"expected a list, got {_describe(value)}")
-            return []
         if not isinstance(value, LineList):
-            return [(self.key_path(key), self.node.value_lines[key], value)]
-        return [
-            (f"{self.key_path(key)}[{index}]", line, item)
-            for index, (item, line) in enumerate(zip(value, value.item_lines, strict=True))
-        ]
-
-    def get_list(self, key: str, convert: Convert[T]) -> tuple[T, ...] | None:
-        """Each item converted (invalid ones reported and left out); None when absent."""
-        if self.node.get(key) is None:
-            return None
-        converted: list[T] = []
-        for path, line, item in self.items(key):
-            try:
-                converted.append(convert(item))
-            except ValueError as exc:
-                self._report(line, path, str(exc))
-        return tuple(converted)
-
-    def section_items(self, key: str, known: Collection[str]) -> list[Section]:
-        """A Section for each mapping in the list under `key`; other items are reported."""
+            self.report_value(key, f"expected a list, got {describe(value)}")
+            return []
         sections: list[Section] = []
-        for path, line, item in self.items(key):
+        for index, (item, line) in enumerate(zip(value, value.item_lines, strict=True)):
+            path = f"{self.key_path(key)}[{index}]"
             if isinstance(item, LineDict):
                 sections.append(Section(item, path, known, self._report))
             else:
-                self._report(line, path, f"expected a mapping, got {_describe(item)}")
+                self._report(line, path, f"expected a mapping, got {describe(item)}")
         return sections
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
+    """How a value is named in messages: "a mapping", "a list", else its repr."""
     if isinstance(value, LineDict):
         return "a mapping"
     if isinstance(value, LineList):
