@@ -276,10 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the monolith, extracted services and proxy, and migrate")
     p.add_argument("--no-traffic", action="store_true", help="just start the stack")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--base-port", type=int, default=8000)
-    p.add_argument("--stage-seconds", type=float, default=8.0)
-    p.add_argument("--data-dir")
+    p.add_argument("--host", default="127.0.0.1", help="proxy listen address (default loopback)")
+    p.add_argument("--port-offset", type=int, default=0,
+                   help="shift every port (proxy 8080, admin 9901, apps 8001-8003) by N")
+    p.add_argument("--stage-seconds", type=float, default=8.0, help="time spent in each stage")
+    p.add_argument("--data-dir", help="keep the SQLite files here (default: a temp dir)")
+    p.add_argument("--exit-when-done", action="store_true", help="stop after the last stage")
+    p.add_argument("--verbose", action="store_true", help="show the proxy's own log events")
     p.set_defaults(func=_cmd_demo)
     return parser
 
