@@ -339,7 +339,7 @@ class ClientConnection(asyncio.Protocol):
         )
         self.current = exchange
         if route.shadow is not None and not websocket:
-            exchange.shadow = route.shadow.begin(exchange, req, length)
+            exchange.shadow = route.shadow.begin(exchange, req, length, raw)
         if version == "1.1" and any(
             n == b"expect" and v.lower() == b"100-continue" for n, v in raw
         ):

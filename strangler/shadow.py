@@ -112,11 +112,18 @@ class ShadowRuntime:
         self.matched = comparisons.labels(route.name, "match")
         self.mismatched = comparisons.labels(route.name, "mismatch")
 
-    def begin(self, ex: Exchange, req: RequestHead, length: int | None) -> ShadowCapture | None:
+    def begin(
+        self,
+        ex: Exchange,
+        req: RequestHead,
+        length: int | None,
+        raw: list[tuple[bytes, bytes]],
+    ) -> ShadowCapture | None:
+        """`raw` is this request's own client headers (not the connection's latest parsed ones)."""
         settings = self.settings
         if settings.percent < 100.0 and self.hub.rand() * 100.0 >= settings.percent:
             return None
-        if any(n == SHADOW_MARKER for n, _ in ex.client.raw_headers):
+        if any(n == SHADOW_MARKER for n, _ in raw):
             return None  # loop guard: a mirrored request is never mirrored again
         if ex.method not in settings.methods:
             self.skipped.inc()
