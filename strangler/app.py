@@ -28,7 +28,13 @@ from strangler.config import Config
 from strangler.loader import ConfigError, load_config
 from strangler.logs import get_logger
 from strangler.metrics import Metrics
-from strangler.runtime import DataPlane, Snapshot, build_snapshot, extracted_weight
+from strangler.runtime import (
+    DataPlane,
+    Snapshot,
+    build_snapshot,
+    extracted_weight,
+    retire_snapshot,
+)
 from strangler.server import ClientConnection
 from strangler.shadow import ShadowHub
 
@@ -98,8 +104,11 @@ class Proxy:
         self.path = Path(config_path)
         self.logger = get_logger("strangler")
         self.metrics = Metrics(registry)
+        # Stat before reading: an edit landing between this and the watcher's start is not missed.
+        self._watched_stat = self._stat()
         self.config = load_config(self.path)
         self.source_digest = self._digest(self.config.source)
+        self._failed_digest: str | None = None
         token_env = self.config.admin.token_env
         self.admin_token = admin_token if admin_token is not None else (
             os.environ.get(token_env) or None)
@@ -257,7 +266,13 @@ class Proxy:
             return self._reload_failed(trigger, [f"{self.path}: cannot read: {exc.strerror}"])
         digest = self._digest(text)
         if digest == self.source_digest:
+            self.last_error = None  # the serving text is back: nothing to rebuild, nothing wrong
+            self._failed_digest = None
             return ReloadResult(ok=True, changed=False, version=self.config.version)
+        if digest == self._failed_digest and self.last_error is not None:
+            # The same broken text again: still a failure, but not counted or logged twice.
+            return ReloadResult(ok=False, changed=False, version=self.config.version,
+                                errors=list(self.last_error["errors"]))
         try:
             config = load_config(self.path)
             if config.listen != self.config.listen or config.admin != self.config.admin:
@@ -265,7 +280,7 @@ class Proxy:
             snapshot = build_snapshot(config, self.snapshot, self.metrics, self._on_breaker,
                                       self.shadow)
         except ConfigError as exc:
-            self.source_digest = digest  # do not log the same broken file twice
+            self._failed_digest = digest  # do not log the same broken file twice
             return self._reload_failed(trigger, [str(issue) for issue in exc.errors])
         except Exception as exc:  # a bug must not take the proxy down with it
             self.logger.error("strangler.config.build_failed", exc_info=exc)
@@ -277,11 +292,9 @@ class Proxy:
         if self.plane is not None:
             self.plane.install(snapshot)
         self.source_digest = digest
+        self._failed_digest = None
         if old_snapshot is not None:
-            kept = {id(up.pool) for up in snapshot.upstreams.values()}
-            for up in old_snapshot.upstreams.values():
-                if id(up.pool) not in kept:
-                    up.pool.close()
+            retire_snapshot(old_snapshot, snapshot)  # requests in flight keep their connections
         changes = audit_changes(old_config, config)
         self.last_error = None
         self.metrics.reloads.labels("success").inc()
@@ -306,7 +319,7 @@ class Proxy:
         del self.reload_history[:-50]
 
     async def _watch(self) -> None:
-        last = self._stat()
+        last = self._watched_stat
         while True:
             await asyncio.sleep(self.watch_interval)
             current = self._stat()

@@ -73,8 +73,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport: no isinstance check here.
+        self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -312,5 +312,12 @@ class UpstreamPool:
     def close(self) -> None:
         self.closed = True
         for conn in list(self._all):
+            conn.close()
+        self._idle.clear()
+
+    def close_idle(self) -> None:
+        """Retire the pool after a reload: idle connections close now, busy ones when released."""
+        self.closed = True
+        for conn in self._idle:
             conn.close()
         self._idle.clear()
