@@ -1,0 +1,301 @@
+"""Tests of strangler.headers: hop-by-hop filtering both ways, heads, request ids, CTL checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from strangler.headers import (
+    connection_tokens,
+    filter_request_headers,
+    filter_response_headers,
+    has_ctl,
+    is_valid_request_id,
+    render_request_head,
+    render_response_head,
+)
+
+Headers = list[tuple[bytes, bytes]]
+
+CONNECTION_TOKENS = [
+    # (id, Connection values, expected tokens)
+    ("none", [], frozenset()),
+    ("single", [b"close"], {b"close"}),
+    ("list-lowercased", [b"Keep-Alive, X-Custom"], {b"keep-alive", b"x-custom"}),
+    ("several-values", [b"x-a", b"X-B"], {b"x-a", b"x-b"}),
+    ("empty-items-skipped", [b" , ,x-a,, "], {b"x-a"}),
+    ("whitespace-trimmed", [b"  upgrade  ,\tx-b "], {b"upgrade", b"x-b"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [c[1:] for c in CONNECTION_TOKENS],
+    ids=[c[0] for c in CONNECTION_TOKENS],
+)
+def test_connection_tokens(values: list[bytes], expected: set[bytes]) -> None:
+    assert connection_tokens(values) == frozenset(expected)
+
+
+REQUEST_FILTER = [
+    # (id, raw headers (names lower-cased as the server passes them), trust_forwarded,
+    #  keep_internal, Connection-listed, expected kept)
+    (
+        "end-to-end-kept-in-order",
+        [(b"accept", b"*/*"), (b"x-b", b"2"), (b"x-a", b"1"), (b"x-b", b"3")],
+        False,
+        frozenset(),
+        frozenset(),
+        [(b"accept", b"*/*"), (b"x-b", b"2"), (b"x-a", b"1"), (b"x-b", b"3")],
+    ),
+    (
+        "hop-by-hop-dropped",
+        [
+            (b"connection", b"keep-alive"),
+            (b"keep-alive", b"timeout=5"),
+            (b"proxy-connection", b"keep-alive"),
+            (b"proxy-authorization", b"Basic eA=="),
+            (b"te", b"trailers"),
+            (b"trailer", b"x-t"),
+            (b"transfer-encoding", b"chunked"),
+            (b"upgrade", b"h2c"),
+            (b"content-length", b"3"),
+            (b"host", b"a"),
+            (b"expect", b"100-continue"),
+            (b"accept", b"*/*"),
+        ],
+        False,
+        frozenset(),
+        frozenset(),
+        [(b"accept", b"*/*")],
+    ),
+    (
+        "connection-listed-dropped",
+        [(b"x-secret", b"1"), (b"x-keep", b"2")],
+        False,
+        frozenset(),
+        frozenset({b"x-secret"}),
+        [(b"x-keep", b"2")],
+    ),
+    (
+        "underscore-names-dropped",
+        [(b"x_forwarded_for", b"1.2.3.4"), (b"x_user", b"admin"), (b"x-user", b"bob")],
+        True,
+        frozenset(),
+        frozenset(),
+        [(b"x-user", b"bob")],
+    ),
+    (
+        "forwarding-dropped-untrusted",
+        [
+            (b"x-forwarded-for", b"6.6.6.6"),
+            (b"x-forwarded-proto", b"https"),
+            (b"x-forwarded-host", b"evil"),
+            (b"forwarded", b"for=6.6.6.6"),
+            (b"x-real-ip", b"6.6.6.6"),
+            (b"accept", b"*/*"),
+        ],
+        False,
+        frozenset(),
+        frozenset(),
+        [(b"accept", b"*/*")],
+    ),
+    (
+        "forwarding-kept-trusted-xff-rewritten-by-proxy",
+        [
+            (b"x-forwarded-for", b"1.2.3.4"),
+            (b"x-forwarded-proto", b"https"),
+            (b"x-forwarded-host", b"shop"),
+        ],
+        True,
+        frozenset(),
+        frozenset(),
+        [(b"x-forwarded-proto", b"https"), (b"x-forwarded-host", b"shop")],
+    ),
+    (
+        "internal-dropped",
+        [(b"x-strangler-upstream", b"orders"), (b"x-strangler-fallback", b"x")],
+        False,
+        frozenset(),
+        frozenset(),
+        [],
+    ),
+    (
+        "internal-override-kept",
+        [(b"x-strangler-upstream", b"orders"), (b"x-strangler-fallback", b"x")],
+        False,
+        frozenset({b"x-strangler-upstream"}),
+        frozenset(),
+        [(b"x-strangler-upstream", b"orders")],
+    ),
+    (
+        "no-accept-encoding-or-user-agent-added",
+        [],
+        False,
+        frozenset(),
+        frozenset(),
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "trust", "keep_internal", "listed", "expected"),
+    [c[1:] for c in REQUEST_FILTER],
+    ids=[c[0] for c in REQUEST_FILTER],
+)
+def test_filter_request_headers(
+    raw: Headers,
+    trust: bool,
+    keep_internal: frozenset[bytes],
+    listed: frozenset[bytes],
+    expected: Headers,
+) -> None:
+    kept = filter_request_headers(raw, listed, trust_forwarded=trust, keep_internal=keep_internal)
+    assert kept == expected
+
+
+RESPONSE_FILTER = [
+    # (id, raw headers as the upstream sent them, expected kept, expected Connection tokens)
+    (
+        "end-to-end-kept-with-case",
+        [(b"Content-Type", b"text/plain"), (b"Content-Encoding", b"gzip"), (b"ETag", b'"1"')],
+        [(b"Content-Type", b"text/plain"), (b"Content-Encoding", b"gzip"), (b"ETag", b'"1"')],
+        set(),
+    ),
+    (
+        "hop-by-hop-and-framing-dropped",
+        [
+            (b"Connection", b"keep-alive"),
+            (b"Keep-Alive", b"timeout=5"),
+            (b"Proxy-Connection", b"x"),
+            (b"Proxy-Authenticate", b"Basic"),
+            (b"TE", b"x"),
+            (b"Trailer", b"x-t"),
+            (b"Transfer-Encoding", b"chunked"),
+            (b"Upgrade", b"h2c"),
+            (b"Content-Length", b"5"),
+            (b"Server", b"s"),
+        ],
+        [(b"Server", b"s")],
+        {b"keep-alive"},
+    ),
+    (
+        "connection-listed-dropped",
+        [(b"Connection", b"X-Internal, close"), (b"X-Internal", b"10.0.0.1"), (b"X-Ok", b"1")],
+        [(b"X-Ok", b"1")],
+        {b"x-internal", b"close"},
+    ),
+    (
+        "set-cookie-repeated-kept",
+        [(b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")],
+        [(b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")],
+        set(),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected", "tokens"),
+    [c[1:] for c in RESPONSE_FILTER],
+    ids=[c[0] for c in RESPONSE_FILTER],
+)
+def test_filter_response_headers(raw: Headers, expected: Headers, tokens: set[bytes]) -> None:
+    kept, listed = filter_response_headers(raw)
+    assert kept == expected
+    assert listed == frozenset(tokens)
+
+
+REQUEST_HEADS = [
+    (
+        "get-no-framing",
+        (b"GET", b"/a?b=1", b"svc:80", [(b"accept", b"*/*")], [(b"x-request-id", b"r1")], b""),
+        b"GET /a?b=1 HTTP/1.1\r\nhost: svc:80\r\naccept: */*\r\nx-request-id: r1\r\n\r\n",
+    ),
+    (
+        "post-with-length",
+        (b"POST", b"/p", b"svc", [], [], b"content-length: 3\r\n"),
+        b"POST /p HTTP/1.1\r\nhost: svc\r\ncontent-length: 3\r\n\r\n",
+    ),
+    (
+        "chunked",
+        (b"PUT", b"/p", b"svc", [(b"x-a", b"1")], [], b"transfer-encoding: chunked\r\n"),
+        b"PUT /p HTTP/1.1\r\nhost: svc\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"), [c[1:] for c in REQUEST_HEADS], ids=[c[0] for c in REQUEST_HEADS]
+)
+def test_render_request_head(args: tuple[object, ...], expected: bytes) -> None:
+    assert render_request_head(*args) == expected  # type: ignore[arg-type]
+
+
+RESPONSE_HEADS = [
+    (
+        "known-reason",
+        (200, [(b"Content-Type", b"text/plain")], b"content-length: 2\r\n", None),
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\ncontent-length: 2\r\n\r\n",
+    ),
+    (
+        "unknown-status-empty-reason",
+        (299, [], b"", None),
+        b"HTTP/1.1 299 \r\n\r\n",
+    ),
+    (
+        "explicit-reason",
+        (418, [], b"content-length: 0\r\n", b"I'm a teapot"),
+        b"HTTP/1.1 418 I'm a teapot\r\ncontent-length: 0\r\n\r\n",
+    ),
+    (
+        "no-content",
+        (204, [(b"x-request-id", b"r")], b"", None),
+        b"HTTP/1.1 204 No Content\r\nx-request-id: r\r\n\r\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"), [c[1:] for c in RESPONSE_HEADS], ids=[c[0] for c in RESPONSE_HEADS]
+)
+def test_render_response_head(args: tuple[object, ...], expected: bytes) -> None:
+    assert render_response_head(*args) == expected  # type: ignore[arg-type]
+
+
+REQUEST_IDS = [
+    ("hex", b"0f3a9c", True),
+    ("uuid", b"123e4567-e89b-12d3-a456-426614174000", True),
+    ("dots-colons-underscores", b"svc.a:1_b", True),
+    ("max-length", b"a" * 128, True),
+    ("too-long", b"a" * 129, False),
+    ("empty", b"", False),
+    ("space", b"a b", False),
+    ("crlf", b"a\r\nx-evil: 1", False),
+    ("quote", b'a"b', False),
+    ("non-ascii", "é".encode(), False),
+    ("slash", b"a/b", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"), [c[1:] for c in REQUEST_IDS], ids=[c[0] for c in REQUEST_IDS]
+)
+def test_is_valid_request_id(value: bytes, valid: bool) -> None:
+    assert is_valid_request_id(value) is valid
+
+
+CTL = [
+    ("plain", b"text/html; q=1", False),
+    ("tab-allowed", b"a\tb", False),
+    ("obs-text-allowed", b"caf\xe9", False),
+    ("nul", b"a\x00b", True),
+    ("cr", b"a\rb", True),
+    ("lf", b"a\nb", True),
+    ("del", b"a\x7f", True),
+    ("escape", b"\x1b[31m", True),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), [c[1:] for c in CTL], ids=[c[0] for c in CTL])
+def test_has_ctl(value: bytes, expected: bool) -> None:
+    assert has_ctl(value) is expected
