@@ -1,4 +1,4 @@
-"""The admin listener (issue 8): health, metrics and admin endpoints, the bearer token, safe binding.
+"""The admin listener (issue 8): health, metrics, admin endpoints, bearer token, safe binding.
 
 Real loopback servers: two echo upstreams, the proxy started in the test's loop, and `strangler
 serve` subprocesses where the token comes from the environment or startup must be refused.
@@ -162,10 +162,12 @@ async def test_reload_endpoint_without_token_configured(
     proxy_factory: Factory, ports: tuple[int, int]
 ) -> None:
     handle = await proxy_factory(config_yaml(*ports), watch_interval=60)
-    async with aiohttp.ClientSession() as session:
-        async with session.post(handle.admin_url("/admin/reload")) as resp:
-            assert resp.status == 200
-            body = await resp.json()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(handle.admin_url("/admin/reload")) as resp,
+    ):
+        assert resp.status == 200
+        body = await resp.json()
     assert body == {**body, "ok": True, "changed": False, "version": handle.proxy.config.version}
 
 
