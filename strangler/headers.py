@@ -150,8 +150,8 @@ def filter_request_headers(
     for name, value in raw:
         if name in HOP_BY_HOP or name in connection_listed or b"_" in name:
             continue
-        if name in FORWARDING and not trust_forwarded:
-            continue
+        if name in FORWARDING and (not trust_forwarded or name == b"x-forwarded-for"):
+            continue  # X-Forwarded-For is always the proxy's own (the client's one appended)
         if name.startswith(_INTERNAL_PREFIX) and name not in keep_internal:
             continue
         kept.append((name, value))

@@ -353,12 +353,13 @@ class DataPlane:
         peer_b = peer.encode()
         extra: list[tuple[bytes, bytes]] = []
         if self.trust_forwarded:
+            # The filter kept the client's -Proto/-Host and dropped its XFF, appended to here.
             prior = [v for n, v in raw if n == b"x-forwarded-for"]
-            xff = b", ".join([*prior, peer_b])
-            # The client's own X-Forwarded-* headers were kept by the filter; replace XFF only.
-            raw_kept = [(n, v) for n, v in raw if n == b"x-forwarded-for"]
-            del raw_kept
-            extra.append((b"x-forwarded-for", xff))
+            extra.append((b"x-forwarded-for", b", ".join([*prior, peer_b])))
+            if not any(n == b"x-forwarded-proto" for n, _ in raw):
+                extra.append((b"x-forwarded-proto", b"http"))
+            if isinstance(host, str) and not any(n == b"x-forwarded-host" for n, _ in raw):
+                extra.append((b"x-forwarded-host", host.encode("latin-1")))
         else:
             extra.append((b"x-forwarded-for", peer_b))
             extra.append((b"x-forwarded-proto", b"http"))

@@ -118,6 +118,7 @@ class ClientConnection(asyncio.Protocol):
         self.url = b""
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
+        self.header_bytes = 0
         self.in_head = False
         self.paused = False
         self.write_paused = False
@@ -197,6 +198,7 @@ class ClientConnection(asyncio.Protocol):
         self.in_head = True
         self.url = b""
         self.raw_headers = []
+        self.header_bytes = 0
         if self.deadline_kind == "idle":
             self._set_deadline("header", self.plane.limits.header_timeout)
 
@@ -211,6 +213,11 @@ class ClientConnection(asyncio.Protocol):
             raise _Reject(431, "too_many_headers")
         if hdr.has_ctl(value):
             raise _Reject(400, "bad_header")
+        # data_received only sees the head size once a message began: a whole oversized head
+        # arriving in one read is caught here.
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.plane.limits.max_header_bytes:
+            raise _Reject(431, "headers_too_large")
         raw.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
@@ -297,7 +304,7 @@ class ClientConnection(asyncio.Protocol):
         connection_listed = hdr.connection_tokens(v for n, v in raw if n == b"connection")
         kept = hdr.filter_request_headers(
             raw,
-            connection_listed,
+            connection_listed | {plane.request_id_header},  # the proxy sends its own request id
             trust_forwarded=plane.trust_forwarded,
             keep_internal=route.internal_headers,
         )
@@ -393,6 +400,8 @@ class ClientConnection(asyncio.Protocol):
         self, ex: Exchange, status: int, raw: list[tuple[bytes, bytes]]
     ) -> None:
         kept, listed = hdr.filter_response_headers(raw)
+        if any(n.lower() == b"x-request-id" for n, _ in kept):
+            kept = [(n, v) for n, v in kept if n.lower() != b"x-request-id"]  # ours is added below
         lengths = [v for n, v in raw if n.lower() == b"content-length"]
         chunked = any(n.lower() == b"transfer-encoding" for n, _ in raw)
         extra = [(b"x-request-id", ex.request_id), *ex.response_extra]
