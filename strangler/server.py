@@ -304,9 +304,9 @@ class ClientConnection(asyncio.Protocol):
         connection_listed = hdr.connection_tokens(v for n, v in raw if n == b"connection")
         kept = hdr.filter_request_headers(
             raw,
-            connection_listed | {plane.request_id_header},  # the proxy sends its own request id
+            # The proxy sends its own request id; a canary override header stays at the edge.
+            connection_listed | {plane.request_id_header} | route.internal_headers,
             trust_forwarded=plane.trust_forwarded,
-            keep_internal=route.internal_headers,
         )
         extra = plane.forwarding_headers(raw, host, self.peer, request_id)
         if websocket:
