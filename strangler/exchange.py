@@ -73,7 +73,9 @@ class Exchange:
         "_backoff_handle",
         "_bulkhead_up",
         "_canceller",
+        "_in_budget",
         "_permit",
+        "_retry_held",
         "_timer",
         "_waiting_bulkhead",
         "attempt_start",
@@ -155,6 +157,8 @@ class Exchange:
         self._timer: asyncio.TimerHandle | None = None
         self._backoff_handle: asyncio.TimerHandle | None = None
         self._canceller: object | None = None
+        self._in_budget = False  # counted in the route's retry budget as a request in flight
+        self._retry_held = False  # holds a retry slot of that budget until the retry ends
 
     # ---- request side -------------------------------------------------------------------
     def request_body(self, data: bytes) -> None:
@@ -192,6 +196,8 @@ class Exchange:
 
     # ---- attempts -----------------------------------------------------------------------
     def begin(self) -> None:
+        self.route.retry_budget.request_started()
+        self._in_budget = True
         self._attempt(self.upstream)
 
     def _attempt(self, up: UpstreamRuntime) -> None:
@@ -281,6 +287,8 @@ class Exchange:
             self.conn = None
             conn.detach()
             self._record_outcome(failure=True)
+            self._disarm()
+            self._release_bulkhead()  # not _end_attempt: the retry slot just taken is kept
             self.route.metrics.retried(self.upstream.name)
             self._schedule_retry()
             return
@@ -397,7 +405,14 @@ class Exchange:
             return False
         if self.has_body and self.kept is None:
             return False
-        return self.upstream.retry_budget.try_begin_retry()
+        if self.loop.time() >= self.deadline:
+            return False  # the route's timeout bounds every try: none starts after it
+        # This try is over: its own retry slot (if it was a retry) goes back before asking again.
+        self._release_retry()
+        if not self.route.retry_budget.try_begin_retry():
+            return False
+        self._retry_held = True
+        return True
 
     def _schedule_retry(self) -> None:
         delay = backoff_delay(self.route.retry, self.attempts, random.random)
@@ -405,7 +420,6 @@ class Exchange:
 
         def go() -> None:
             self._backoff_handle = None
-            up.retry_budget.retry_finished()
             self._attempt(up)
 
         self._backoff_handle = self.loop.call_later(delay, go)
@@ -443,20 +457,29 @@ class Exchange:
             self._timer.cancel()
             self._timer = None
 
+    def _release_retry(self) -> None:
+        if self._retry_held:
+            self._retry_held = False
+            self.route.retry_budget.retry_finished()
+
     def _end_attempt(self) -> None:
         self._disarm()
         self._release_bulkhead()
+        self._release_retry()
 
     def _finish(self) -> None:
         self.done = True
         self._disarm()
+        self._release_retry()
+        if self._in_budget:
+            self._in_budget = False
+            self.route.retry_budget.request_finished()
 
     def abandon(self) -> None:
         """The client went away: give back everything this exchange holds."""
         if self._backoff_handle is not None:
             self._backoff_handle.cancel()
             self._backoff_handle = None
-            self.upstream.retry_budget.retry_finished()
         if self._canceller is not None:
             self._canceller()  # type: ignore[operator]
             self._canceller = None
@@ -473,6 +496,6 @@ class Exchange:
                 breaker.release(self._permit)
             self._permit = None
         self._end_attempt()
-        self.done = True
+        self._finish()
         if self.shadow is not None:
             self.shadow.abandon()

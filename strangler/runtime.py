@@ -90,6 +90,8 @@ class RouteRuntime:
         self.fallback_buffer = config.fallback.buffer_body_bytes if config.fallback else 64 * 1024
         self.fallback_non_idempotent = bool(config.fallback and config.fallback.non_idempotent)
         self.retry = config.retry
+        # Per route, as its retry policy: carried over a reload by build_snapshot when unchanged.
+        self.retry_budget = RetryBudget.from_policy(config.retry)
         self.max_body_bytes = config.max_body_bytes or 0
         self.breakers = breakers
         self.metrics = metrics
@@ -274,6 +276,10 @@ def build_snapshot(
         progress = old_route.progress if old_route else RouteProgress(clock)
         rt = RouteRuntime(route, upstreams, breakers, RouteMetrics(metrics, route.name, roles),
                           progress)
+        if old_route is not None and (old_route.retry.budget_percent,
+                                      old_route.retry.min_retry_concurrency) == (
+                route.retry.budget_percent, route.retry.min_retry_concurrency):
+            rt.retry_budget = old_route.retry_budget
         rt.max_body_bytes = route.max_body_bytes or config.limits.max_body_bytes
         if route.shadow is not None and shadow_hub is not None:
             rt.shadow = shadow_hub.runtime_for(rt, upstreams[route.shadow.upstream],
