@@ -8,6 +8,7 @@ through the environment. A wrong or missing token gets 401 and is logged without
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import asdict
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -99,9 +100,7 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, default=str)
 
 
-async def routes(request: web.Request) -> web.Response:
-    proxy = _proxy(request)
-    summaries = proxy.route_summaries()
+def _overall(proxy: Proxy, summaries: list[dict[str, Any]]) -> dict[str, Any]:
     stages: dict[str, int] = {}
     for item in summaries:
         stages[item["stage"]] = stages.get(item["stage"], 0) + 1
@@ -109,15 +108,70 @@ async def routes(request: web.Request) -> web.Response:
     extracted = sum(r["requests_window"] * (r["observed_extracted_share"] or 0) / 100
                     for r in summaries)
     requests = sum(r["requests_window"] for r in summaries)
+    return {
+        "observed_extracted_share": round(100 * extracted / requests, 2) if requests else None,
+        "stage_share": {k: round(100 * v / total, 2) for k, v in sorted(stages.items())},
+        "last_error": proxy.last_error,
+    }
+
+
+async def routes(request: web.Request) -> web.Response:
+    proxy = _proxy(request)
+    summaries = proxy.route_summaries()
+    return web.json_response(
+        {"version": proxy.config.version, "routes": summaries,
+         "overall": _overall(proxy, summaries)},
+        dumps=_dumps,
+    )
+
+
+# Per-route counters the status page shows: sample name -> the count key a sample adds to.
+_ROUTE_COUNTS: dict[str, Callable[[dict[str, str]], tuple[str, ...]]] = {
+    "strangler_requests_total": lambda lb: (
+        "requests", *(("errors_5xx",) if lb.get("code", "").startswith("5") else ()),
+        *(("extracted_requests",) if lb.get("role") == "extracted" else ())),
+    "strangler_fallbacks_total": lambda lb: ("fallbacks",),
+    "strangler_upstream_errors_total": lambda lb: ("upstream_errors",),
+    "strangler_retries_total": lambda lb: ("retries",),
+    "strangler_shadow_requests_total": lambda lb: (f"shadow_{lb.get('outcome')}",),
+    "strangler_shadow_comparisons_total": lambda lb: (f"shadow_{lb.get('result')}",),
+}
+_COUNT_KEYS = ("requests", "errors_5xx", "extracted_requests", "fallbacks", "upstream_errors",
+               "retries", "shadow_sent", "shadow_dropped", "shadow_skipped", "shadow_failed",
+               "shadow_match", "shadow_mismatch")
+
+
+def _route_counts(proxy: Proxy) -> dict[str, dict[str, float]]:
+    """Cumulative counters per route, summed over the other labels, from the registry."""
+    counts: dict[str, dict[str, float]] = {}
+    for family in proxy.metrics.registry.collect():
+        for sample in family.samples:
+            keys_of = _ROUTE_COUNTS.get(sample.name)
+            route = sample.labels.get("route")
+            if keys_of is None or route is None:
+                continue
+            row = counts.setdefault(route, dict.fromkeys(_COUNT_KEYS, 0.0))
+            for key in keys_of(sample.labels):
+                row[key] = row.get(key, 0.0) + sample.value
+    return counts
+
+
+async def status(request: web.Request) -> web.Response:
+    """Everything the status page shows but the mismatches, in one poll."""
+    proxy = _proxy(request)
+    summaries = proxy.route_summaries()
+    counts = _route_counts(proxy)
+    for item in summaries:
+        item["counts"] = counts.get(item["name"], dict.fromkeys(_COUNT_KEYS, 0.0))
+    history = proxy.reload_history
     return web.json_response(
         {
             "version": proxy.config.version,
+            "loaded_at": proxy.snapshot.loaded_at if proxy.snapshot else None,
+            "last_reload": history[-1] if history else None,
+            "ready": proxy.ready and not proxy.stopping,
             "routes": summaries,
-            "overall": {
-                "observed_extracted_share": round(100 * extracted / requests, 2) if requests else None,
-                "stage_share": {k: round(100 * v / total, 2) for k, v in sorted(stages.items())},
-                "last_error": proxy.last_error,
-            },
+            "overall": _overall(proxy, summaries),
         },
         dumps=_dumps,
     )
@@ -200,6 +254,7 @@ def build_admin_app(proxy: Proxy) -> web.Application:
     app.router.add_get("/status", status_page)
     app.router.add_get("/admin/config", config)
     app.router.add_get("/admin/routes", routes)
+    app.router.add_get("/admin/status", status)
     app.router.add_get("/admin/breakers", breakers)
     app.router.add_get("/admin/shadow/mismatches", mismatches)
     app.router.add_get("/admin/progress", progress)
