@@ -112,7 +112,8 @@ async def admin_json(handle: ProxyHandle, path: str) -> dict[str, Any]:
 
 def route_entry(data: dict[str, Any], name: str = ROUTE) -> dict[str, Any]:
     (entry,) = [r for r in data["routes"] if r.get("name", r.get("route")) == name]
-    return entry
+    found: dict[str, Any] = entry
+    return found
 
 
 # ---- stickiness and share --------------------------------------------------------------

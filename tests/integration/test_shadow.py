@@ -160,6 +160,10 @@ def comparisons(handle: ProxyHandle, result: str) -> float:
     return handle.metric("strangler_shadow_comparisons_total", route=ROUTE, result=result)
 
 
+def compared(handle: ProxyHandle) -> float:
+    return comparisons(handle, "match") + comparisons(handle, "mismatch")
+
+
 def outcomes(handle: ProxyHandle) -> dict[str, float]:
     counts = {o: shadow_count(handle, o) for o in ("sent", "failed", "dropped", "skipped")}
     counts.update({r: comparisons(handle, r) for r in ("match", "mismatch")})
@@ -567,7 +571,7 @@ async def test_ignore_rules_make_volatile_fields_match(
 
     async with aiohttp.ClientSession() as session:
         await get(session, handle.url("/api/orders/7"))
-    await eventually(lambda: comparisons(handle, "match") + comparisons(handle, "mismatch") == 1)
+    await eventually(lambda: compared(handle) == 1)
     if not case.mismatched_fields:
         assert outcomes(handle) == _counts(1, match=1)
         return
@@ -593,9 +597,7 @@ async def test_noise_detection_learns_a_random_field(
     async with aiohttp.ClientSession() as session:
         for n in range(1, 6):
             await get(session, handle.url("/api/orders/7"))
-            await eventually(
-                lambda n=n: comparisons(handle, "match") + comparisons(handle, "mismatch") == n
-            )
+            await eventually(lambda: compared(handle) == n)  # noqa: B023 (awaited here)
     data = await mismatch_api(handle)
     if noise_percent == 0:
         assert outcomes(handle) == _counts(5, mismatch=5)
