@@ -190,6 +190,13 @@ async def test_breaker_opens_after_consecutive_failures_and_rejects_without_cont
             id="failure-rate-50pct-of-4",
         ),
         pytest.param(
+            "breaker: {consecutive_failures: 100, failure_rate_threshold: 60, window_type: time,"
+            " window_duration: 5s, minimum_calls: 5, open_duration: 30s}",
+            [500, 200, 500, 200, 500],
+            0.0,
+            id="failure-rate-60pct-of-5s-window",
+        ),
+        pytest.param(
             "breaker: {consecutive_failures: 100, slow_call_rate_threshold: 50,"
             " slow_call_duration: 100ms, window_size: 2, minimum_calls: 2, open_duration: 30s}",
             [200, 200],
@@ -264,6 +271,54 @@ async def test_breaker_half_open_probe_closes_or_reopens(
     assert handle.metric("strangler_circuit_breaker_state", state="open", **labels) == 0
     assert transitions("half_open") == 2
     assert transitions("closed") == 1
+
+
+async def test_half_open_admits_only_the_configured_probes(
+    proxy_factory: ProxyFactory, upstreams: Any
+) -> None:
+    orders = await upstreams.scripted(status=500)
+    legacy = await upstreams.echo("legacy")
+    handle = await proxy_factory(
+        orders_config(
+            "breaker: {consecutive_failures: 1, open_duration: 200ms, half_open_probes: 1}",
+            legacy=legacy,
+            orders=orders.port,
+        )
+    )
+    async with aiohttp.ClientSession(timeout=ClientTimeout) as s:
+        assert (await get(s, handle.url("/api/orders")))[0] == 500
+        orders.status, orders.delay = 200, 0.3  # recovered, but slow to answer the probe
+        await asyncio.sleep(0.25)
+        results = await asyncio.gather(*(get(s, handle.url("/api/orders")) for _ in range(3)))
+        assert sorted(r[0] for r in results) == [200, 503, 503]
+        assert (await admin_breaker(handle, "orders"))["state"] == "closed"
+    assert orders.hits == 2
+
+
+async def test_statuses_retried_but_not_breaker_failures_do_not_trip_it(
+    proxy_factory: ProxyFactory, upstreams: Any
+) -> None:
+    orders = await upstreams.scripted(status=200)
+    legacy = await upstreams.echo("legacy")
+    handle = await proxy_factory(
+        orders_config(
+            "breaker: {consecutive_failures: 2, failure_statuses: [500], open_duration: 30s}",
+            legacy=legacy,
+            orders=orders.port,
+            extra="\n    retry: {attempts: 3, retry_statuses: [503], backoff_base: 5ms,"
+            " backoff_max: 10ms}",
+        )
+    )
+    async with aiohttp.ClientSession(timeout=ClientTimeout) as s:
+        orders.statuses = [503, 503]
+        assert (await get(s, handle.url("/api/orders")))[0] == 200
+        state = await admin_breaker(handle, "orders")
+        assert (state["state"], state["consecutive_failures"]) == ("closed", 0)
+        orders.statuses = [500, 500]  # breaker failures, not retried
+        assert (await get(s, handle.url("/api/orders")))[0] == 500
+        assert (await get(s, handle.url("/api/orders")))[0] == 500
+        assert (await admin_breaker(handle, "orders"))["state"] == "open"
+    assert orders.hits == 5
 
 
 async def test_breaker_state_survives_reload_unless_its_settings_change(
