@@ -286,7 +286,11 @@ class Exchange:
         if status >= 500 and not self.sent_any and self._may_retry(None, status):
             self.conn = None
             conn.detach()
-            self._record_outcome(failure=True)
+            breaker = self.route.breaker_for(self.upstream)
+            # A retried status is a breaker failure only when the breaker says so.
+            self._record_outcome(
+                failure=breaker is not None and breaker.policy.is_failure(status, None)
+            )
             self._disarm()
             self._release_bulkhead()  # not _end_attempt: the retry slot just taken is kept
             self.route.metrics.retried(self.upstream.name)
