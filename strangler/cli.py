@@ -39,11 +39,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level or config.logging.level, args.log_format or config.logging.format)
     if args.workers > 1:
-        print("strangler: --workers above 1 is not supported yet", file=sys.stderr)
-        return 2
+        from strangler.workers import run_workers
+
+        return run_workers(args)
     _use_uvloop()
     try:
-        return asyncio.run(_serve(args))
+        return asyncio.run(_serve(args, reuse_port=args.reuse_port))
     except StartupError as exc:
         print(f"strangler: {exc}", file=sys.stderr)
         return 2
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["json", "console"])
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--allow-pure-python-parser", action="store_true",
                    help="run even when aiohttp's C parser is unavailable (not recommended)")
     p.set_defaults(func=cmd_serve)

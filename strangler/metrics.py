@@ -54,6 +54,7 @@ class Metrics:
             "1 for the current state of each route's breaker.",
             ["route", "upstream", "state"],
             registry=r,
+            multiprocess_mode="liveall",
         )
         self.breaker_transitions = Counter(
             "strangler_circuit_breaker_transitions",
@@ -91,12 +92,14 @@ class Metrics:
         self.route_stage = Gauge(
             "strangler_route_stage", "1 for each route's migration stage.", ["route", "stage"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.route_weight = Gauge(
             "strangler_route_extracted_weight",
             "Configured share (percent) of a route's traffic sent to extracted services.",
             ["route"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.reloads = Counter(
             "strangler_config_reloads", "Config reloads by result.", ["result"], registry=r
@@ -105,6 +108,7 @@ class Metrics:
             "strangler_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load.",
             registry=r,
+            multiprocess_mode="max",
         )
         self.client_errors = Counter(
             "strangler_client_errors",
@@ -113,7 +117,8 @@ class Metrics:
             registry=r,
         )
         self.build_info = Gauge(
-            "strangler_build_info", "Build information.", ["version"], registry=r
+            "strangler_build_info", "Build information.", ["version"], registry=r,
+            multiprocess_mode="max",
         )
         self.build_info.labels(__version__).set(1)
         for result in ("success", "failure"):
