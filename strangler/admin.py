@@ -8,13 +8,15 @@ through the environment. A wrong or missing token gets 401 and is logged without
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Callable
 from dataclasses import asdict
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from strangler import __version__
 from strangler.shadow import mismatch_json
@@ -62,7 +64,13 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     proxy = _proxy(request)
-    body = generate_latest(proxy.metrics.registry)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # `serve --workers N`: aggregate every worker's values (see strangler.workers).
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(proxy.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
