@@ -441,6 +441,36 @@ async def test_in_flight_cap_drops_extra_shadow_requests(
     assert handle.proxy.shadow_in_flight() == 0
 
 
+async def test_in_flight_count_survives_a_reload_without_leaking(
+    proxy_factory: ProxyFactory, servers: AsyncExitStack
+) -> None:
+    primary = await serve(servers, json_answer(PRIMARY_PAYLOAD))
+    shadow = await serve_raw(servers, hang_until_closed)
+    handle = await proxy_factory(
+        shadow_config(primary.port, shadow.port, "max_in_flight: 2\ntimeout: 500ms")
+    )
+    async with aiohttp.ClientSession() as session:
+        for n in range(2):
+            await get(session, handle.url(f"/api/orders/{n}"))
+        assert handle.proxy.shadow_in_flight() == 2
+        handle.config_path.write_text(
+            handle.config_path.read_text().replace("timeout: 500ms", "timeout: 400ms")
+        )
+        result = await handle.proxy.reload()
+        assert result.ok and result.changed, result
+        assert handle.proxy.shadow_in_flight() == 2  # the cap still counts the old copies
+        await get(session, handle.url("/api/orders/2"))
+        assert shadow_count(handle, "dropped") == 1
+
+        await eventually(lambda: shadow_count(handle, "failed") == 2)
+        assert handle.proxy.shadow_in_flight() == 0
+        for n in range(3, 5):
+            await get(session, handle.url(f"/api/orders/{n}"))
+    assert (shadow_count(handle, "sent"), shadow_count(handle, "dropped")) == (4, 1)
+    await eventually(lambda: shadow_count(handle, "failed") == 4)
+    assert handle.proxy.shadow_in_flight() == 0
+
+
 async def test_shadow_copies_are_marked_and_a_marked_request_is_not_mirrored(
     proxy_factory: ProxyFactory, servers: AsyncExitStack
 ) -> None:
