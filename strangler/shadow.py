@@ -78,7 +78,8 @@ class ShadowHub:
         assert settings is not None
         rt = ShadowRuntime(self, route, target, settings)
         if previous is not None:
-            rt.in_flight = previous.in_flight
+            # One count across reloads: copies sent under the old runtime still hold their slots.
+            rt.outstanding = previous.outstanding
         return rt
 
     def noise_for(self, route: str) -> NoiseModel:
@@ -92,6 +93,15 @@ class ShadowHub:
             pool.close()
 
 
+class _Outstanding:
+    """Shadow requests in flight for one route, shared by its successive runtimes."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class ShadowRuntime:
     """One route's shadow settings, bound to its counters."""
 
@@ -102,7 +112,7 @@ class ShadowRuntime:
         self.route = route
         self.target = target
         self.settings = settings
-        self.in_flight = 0
+        self.outstanding = _Outstanding()
         counter = hub.metrics.shadow_requests
         self.sent = counter.labels(route.name, target.name, "sent")
         self.dropped = counter.labels(route.name, target.name, "dropped")
@@ -111,6 +121,10 @@ class ShadowRuntime:
         comparisons = hub.metrics.shadow_comparisons
         self.matched = comparisons.labels(route.name, "match")
         self.mismatched = comparisons.labels(route.name, "mismatch")
+
+    @property
+    def in_flight(self) -> int:
+        return self.outstanding.count
 
     def begin(
         self,
@@ -249,7 +263,7 @@ class ShadowCapture:
             return
         self.started = True
         rt = self.rt
-        rt.in_flight += 1
+        rt.outstanding.count += 1
         rt.sent.inc()
         body = b"".join(self.body)
         self.shadow = self._send(rt.target, body)
@@ -324,7 +338,7 @@ class ShadowCapture:
         collector.cancel_timer()  # type: ignore[attr-defined]
         self.pending -= 1
         if self.pending == 0:
-            self.rt.in_flight -= 1
+            self.rt.outstanding.count -= 1
         if collector is self.shadow and collector.error is not None:
             self.rt.failed.inc()
         self._maybe_compare()
