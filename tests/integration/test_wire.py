@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
-from aiohttp import web
 
 from tests.harness import (
     ProxyHandle,
@@ -731,4 +730,113 @@ async def test_echo_app_sanity_via_web(echo_port: int) -> None:
     assert json.loads(parse_response(raw)[2])["path"] == "/x"
 
 
-_ = web  # aiohttp.web is used through the harness' echo_app
+# ---- connection management ----------------------------------------------------------------
+async def test_connection_close_and_http10(proxy_factory: ProxyFactory, scripted: Scripted) -> None:
+    scripted.reply = chunked_reply
+    proxy = await proxy_factory(single(await scripted.start()))
+    # Connection: close is honoured after the response.
+    client = await Client.open(proxy.port)
+    resp = await client.request(b"GET /chunked HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    assert resp.body == b"abcdefg" and resp.get("connection") == "close"
+    assert await client.at_eof()
+    client.close()
+    # HTTP/1.0 cannot take chunked framing: the body is delimited by the close.
+    raw = await raw_exchange(proxy.port, b"GET /chunked HTTP/1.0\r\nHost: h\r\n\r\n")
+    status, headers, body = parse_response(raw)
+    assert status == 200 and body == b"abcdefg"
+    assert "transfer-encoding" not in headers
+    assert raw.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_absolute_form_target_routes_on_its_authority(
+    proxy_factory: ProxyFactory, scripted: Scripted
+) -> None:
+    other = Scripted()
+    other_port = await other.start()
+    try:
+        proxy = await proxy_factory(
+            f"""
+            upstreams:
+              legacy: {{url: "http://127.0.0.1:{await scripted.start()}", role: legacy}}
+              shop: {{url: "http://127.0.0.1:{other_port}", role: extracted}}
+            routes:
+              - name: shop
+                match: {{host: shop.example}}
+                upstream: shop
+            default: {{upstream: legacy}}
+            """
+        )
+        client = await Client.open(proxy.port)
+        resp = await client.request(
+            b"GET http://shop.example/p?q=1 HTTP/1.1\r\nHost: shop.example\r\n\r\n"
+        )
+        client.close()
+    finally:
+        await other.stop()
+    assert resp.status == 200
+    (req,) = other.requests
+    assert req.start == "GET /p?q=1 HTTP/1.1"  # origin-form upstream
+    assert req.get("x-forwarded-host") == "shop.example"
+    assert scripted.requests == []
+
+
+async def test_truncated_upstream_response_cuts_the_client(
+    proxy_factory: ProxyFactory,
+) -> None:
+    async def truncated(
+        up: RawUpstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await up.read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+        await writer.drain()
+
+    upstream = await RawUpstream(truncated).start()
+    try:
+        proxy = await proxy_factory(single(upstream.port))
+        raw = await raw_exchange(proxy.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    finally:
+        await upstream.stop()
+    # The response already started: no second response is glued on, the connection is cut.
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    assert raw.count(b"HTTP/1.1") == 1
+    assert raw.endswith(b"abc")
+
+
+WS_UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["after-response", "pipelined"])
+async def test_refused_websocket_upgrade_keeps_speaking_http(
+    proxy_factory: ProxyFactory, scripted: Scripted, pipelined: bool
+) -> None:
+    def refuse(msg: Message) -> bytes:
+        target = msg.start.split(" ")[1].encode()
+        return b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (len(target), target)
+
+    scripted.reply = refuse
+    proxy = await proxy_factory(single(await scripted.start()))
+    client = await Client.open(proxy.port)
+    follow = b"GET /again HTTP/1.1\r\nHost: h\r\n\r\n"
+    await client.send(WS_UPGRADE + follow if pipelined else WS_UPGRADE)
+    first = await client.response()
+    assert (first.status, first.body) == (404, b"/ws")
+    if not pipelined:
+        await client.send(follow)
+    second = await client.response()
+    client.close()
+    assert (second.status, second.body) == (404, b"/again")
+    assert [r.start.split(" ")[1] for r in scripted.requests] == ["/ws", "/again"]
+
+
+async def test_many_pipelined_requests_in_one_write(
+    proxy_factory: ProxyFactory, echo_port: int
+) -> None:
+    proxy = await proxy_factory(single(echo_port))
+    client = await Client.open(proxy.port)
+    await client.send(b"".join(b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n" % i for i in range(50)))
+    paths = [json.loads((await client.response()).body)["path"] for _ in range(50)]
+    client.close()
+    assert paths == [f"/{i}" for i in range(50)]
