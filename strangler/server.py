@@ -515,6 +515,11 @@ class ClientConnection(asyncio.Protocol):
                     current.request_body(chunk)
             if item.complete and not current.done:
                 current.request_complete()
+        pending = getattr(self, "tunnel_pending", b"")
+        if pending and not self.closed:
+            # A refused upgrade: the bytes after its request are the next request, not a tunnel.
+            self.tunnel_pending = b""
+            self.data_received(pending)
         if not self.closed:
             self.resume_reading()
 
