@@ -692,3 +692,30 @@ async def test_upstream_errors_are_counted_by_kind(
                 )
                 == 2
             )
+
+
+async def test_retries_against_a_refusing_upstream_are_no_storm(
+    proxy_factory: ProxyFactory, upstreams: Any
+) -> None:
+    legacy = await upstreams.echo("legacy")
+    requests, attempts = 40, 3
+    handle = await proxy_factory(
+        retry_config(
+            f"retry: {{attempts: {attempts}, budget_percent: 10, min_retry_concurrency: 1,"
+            " backoff_base: 5ms, backoff_max: 10ms}",
+            legacy=legacy,
+            orders=free_port(),
+        )
+    )
+    async with aiohttp.ClientSession(timeout=ClientTimeout) as s:
+        results = await asyncio.gather(
+            *(get(s, handle.url("/api/orders")) for _ in range(requests))
+        )
+    assert all(r[0] == 502 for r in results)
+    labels = {"route": "orders", "upstream": "orders"}
+    retries = handle.metric("strangler_retries_total", **labels)
+    # Without a budget every request would try `attempts` times: 80 retries.
+    assert retries <= requests // 4
+    assert handle.metric("strangler_upstream_errors_total", kind="refused", **labels) == (
+        requests + retries
+    )
