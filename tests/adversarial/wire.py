@@ -256,7 +256,7 @@ class Client:
                 chunks.append(chunk)
         except TimeoutError:
             return b"".join(chunks), False
-        except ConnectionResetError:
+        except ConnectionError:
             return b"".join(chunks), True
 
     async def read_responses(self, count: int, wait: float = 3.0) -> list[Resp]:
