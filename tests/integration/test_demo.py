@@ -6,6 +6,7 @@ import asyncio
 import os
 import random
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -15,7 +16,17 @@ from strangler.demo import STAGES, Ports, Stack
 
 
 def _offset() -> int:
-    return random.randrange(20_000, 40_000, 10)
+    """A port offset at which all five demo ports are free right now."""
+    for _ in range(50):
+        offset = random.randrange(20_000, 40_000, 10)
+        try:
+            for base in (8080, 9901, 8001, 8002, 8003):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return offset
+    raise RuntimeError("no free port offset found")
 
 
 async def test_demo_stack_routes_to_each_upstream(tmp_path: Path) -> None:
