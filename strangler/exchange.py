@@ -360,7 +360,10 @@ class Exchange:
         """The upstream refused this attempt locally (breaker open, bulkhead full)."""
         self._disarm()
         fallback = self.route.fallback_for(self.upstream)
-        if fallback is not None and self._can_replay_to_fallback():
+        # On the first attempt nothing of the request reached any upstream yet, so sending it to
+        # the fallback is not a replay: every method may go, with its body still pending.
+        unsent = self.attempts == 1 and not self.upgrade
+        if fallback is not None and (unsent or self._can_replay_to_fallback()):
             self._go_fallback(fallback, reason)
             return
         self._finish()

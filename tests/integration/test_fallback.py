@@ -271,3 +271,29 @@ async def test_put_is_replayed_only_within_the_body_buffer(
     assert orders.received[-1] == data  # the primary got the whole body before it failed
     assert legacy.bodies == ([data] if replayed else [])
     assert error_count(handle, "reset") == 1
+
+
+@pytest.mark.parametrize("size", [pytest.param(100, id="small"), pytest.param(300_000, id="large")])
+async def test_post_with_an_open_breaker_goes_to_the_monolith_with_its_body(
+    proxy_factory: ProxyFactory, upstreams: Any, size: int
+) -> None:
+    """An open breaker means nothing reached the primary: sending the POST on is not a replay."""
+    orders = await upstreams.scripted(status=500)
+    legacy = await upstreams.scripted(status=200)
+    handle = await proxy_factory(
+        migrated(
+            legacy=legacy.port,
+            orders=orders.port,
+            extra="breaker: {consecutive_failures: 2, open_duration: 30s}",
+        )
+    )
+    body = os.urandom(size)
+    async with aiohttp.ClientSession(timeout=ClientTimeout) as s:
+        for _ in range(2):
+            async with s.get(handle.url("/api/orders")) as resp:
+                assert resp.status == 500
+        async with s.post(handle.url("/api/orders"), data=chunks(body)) as resp:
+            assert resp.status == 200
+            assert resp.headers["X-Strangler-Fallback"] == "breaker_open"
+    assert orders.hits == 2
+    assert legacy.bodies == [body]
