@@ -1,11 +1,18 @@
-"""Parsing of the human-friendly units used in config files: durations and sizes.
+"""How each config value is written: durations, sizes, names, URLs, and the syntax of every key.
+
+Role: the value layer of the config loader. `parse_duration` and `parse_size` read the
+human-friendly units (`250ms`, `64KiB`); the `as_*` converters read every other kind of value
+(ports, percentages, header names, methods, paths, regexes, upstream URLs); the `*_KEYS` tables at
+the end say which converter reads each key of each section, and are the single place where the
+accepted keys of a section are listed (the loader decides structure and cross-references).
 
 Pure functions, called once per value when a config is loaded, never per request. Each returns the
 model's unit (seconds as float, bytes as int) or raises ValueError with a message that quotes the
 value and shows a valid example, ready to be shown to the operator beside the key's location.
 
 Invariants: results are finite and non-negative; booleans are never taken for numbers (YAML turns
-`yes` into True, and True is an int in Python).
+`yes` into True, and True is an int in Python); names come out in the case they are matched in
+(header names lower-case, methods upper-case).
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ class Section:
     that rejects its settings) at `line`, the line of the key holding the mapping.
     """
 
-    __slots__ = ("_report", "line", "node", "path")
+    __slots__ = ("_known", "_report", "line", "node", "path")
 
     def __init__(
         self,
@@ -156,6 +156,7 @@ class Section:
         line: int | None = None,
     ) -> None:
         self.node = node
+        self._known = known
         self.path = path
         self.line = node.line if line is None else line
         self._report = report
@@ -179,9 +180,16 @@ class Section:
     def names(self) -> list[str]:
         return [key for key in self.node if isinstance(key, str)]
 
+    def _present(self, key: str) -> bool:
+        """Whether `key` is written and known (an unknown key is reported, never read)."""
+        return key in self.node and (self._known is None or key in self._known)
+
+    def _value(self, key: str) -> object:
+        return self.node[key] if self._present(key) else None
+
     def has(self, key: str) -> bool:
         """Whether `key` is set (null counts as not set)."""
-        return self.node.get(key) is not None
+        return self._value(key) is not None
 
     def report_at(self, line: int | None, key_path: str, message: str) -> None:
         self._report(line, key_path, message)
@@ -218,13 +226,13 @@ class Section:
 
     def get(self, key: str, convert: Convert[T], default: T) -> T:
         """The converted value of `key`, or `default` when absent or invalid (reported)."""
-        if key not in self.node:
+        if not self._present(key):
             return default
         value, valid = self.convert_value(key, convert)
         return value if valid else default
 
     def required(self, key: str, convert: Convert[T]) -> T | None:
-        if key not in self.node:
+        if not self._present(key):
             self.report_missing(key)
             return None
         return self.get(key, convert, None)
@@ -243,7 +251,7 @@ class Section:
         found: dict[str, Any] = {}
         all_valid = True
         for key, convert in converters.items():
-            if key in self.node:
+            if self._present(key):
                 found[key], valid = self.convert_value(key, convert)
                 all_valid = all_valid and valid
         return found if all_valid else None
@@ -267,7 +275,7 @@ class Section:
 
     def section(self, key: str, known: Collection[str] | None) -> Section | None:
         """The mapping under `key` (None when absent or null; reported when not a mapping)."""
-        value = self.node.get(key)
+        value = self._value(key)
         if value is None:
             return None
         if not isinstance(value, LineDict):
@@ -283,7 +291,7 @@ class Section:
 
     def section_items(self, key: str, known: Collection[str]) -> list[Section]:
         """A Section for each mapping in the list under `key`; anything else is reported."""
-        value = self.node.get(key)
+        value = self._value(key)
         if value is None:
             return []
         if not isinstance(value, LineList):
