@@ -477,6 +477,8 @@ class Exchange:
     def _finish(self) -> None:
         self.done = True
         self._disarm()
+        if self.shadow is not None and not self.body_done:
+            self.shadow.abandon()  # answered before the body ended: nothing complete to mirror
         self._release_retry()
         if self._in_budget:
             self._in_budget = False

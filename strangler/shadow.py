@@ -245,6 +245,15 @@ class ShadowCapture:
         self.shadow: _Collector | None = None
         self.second: _Collector | None = None
         self.started = False
+        # The in-flight slot is taken now, not when the body completes, so slow bodies cannot
+        # push the route over max_in_flight; it is given back exactly once (_release).
+        self.reserved = True
+        rt.outstanding.count += 1
+
+    def _release(self) -> None:
+        if self.reserved:
+            self.reserved = False
+            self.rt.outstanding.count -= 1
 
     # ---- fed by the exchange ------------------------------------------------------------
     def on_request_body(self, data: bytes) -> None:
@@ -255,6 +264,7 @@ class ShadowCapture:
             self.skipped = True
             self.body = []
             self.rt.skipped.inc()
+            self._release()
             return
         self.body.append(data)
 
@@ -263,7 +273,6 @@ class ShadowCapture:
             return
         self.started = True
         rt = self.rt
-        rt.outstanding.count += 1
         rt.sent.inc()
         body = b"".join(self.body)
         self.shadow = self._send(rt.target, body)
@@ -291,6 +300,8 @@ class ShadowCapture:
 
     def abandon(self) -> None:
         self.abandoned = True
+        if not self.started:
+            self._release()
 
     # ---- the mirrored request -----------------------------------------------------------
     def _send(self, up: UpstreamRuntime, body: bytes) -> _Collector:
@@ -338,7 +349,7 @@ class ShadowCapture:
         collector.cancel_timer()  # type: ignore[attr-defined]
         self.pending -= 1
         if self.pending == 0:
-            self.rt.outstanding.count -= 1
+            self._release()
         if collector is self.shadow and collector.error is not None:
             self.rt.failed.inc()
         self._maybe_compare()

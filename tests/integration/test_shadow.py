@@ -663,3 +663,33 @@ async def test_mismatches_go_to_a_jsonl_file_when_the_hub_has_a_path(
     assert all(
         dict(map(tuple, r["request_headers"]))["authorization"] == "[redacted]" for r in lines
     )
+
+
+async def test_in_flight_cap_counts_requests_whose_body_is_still_arriving(
+    proxy_factory: ProxyFactory, servers: AsyncExitStack
+) -> None:
+    """Slow request bodies hold their shadow slot from the start, so the cap cannot be passed."""
+    primary = await serve(servers, json_answer(PRIMARY_PAYLOAD))
+    shadow = await serve(servers, json_answer(PRIMARY_PAYLOAD))
+    handle = await proxy_factory(
+        shadow_config(primary.port, shadow.port, OPT_IN + "max_in_flight: 2\ntimeout: 1s")
+    )
+    streams = []
+    for n in range(4):
+        reader, writer = await asyncio.open_connection("127.0.0.1", handle.port)
+        writer.write(
+            f"POST /api/orders/{n} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab".encode()
+        )
+        await writer.drain()
+        streams.append((reader, writer))
+    await asyncio.sleep(0.2)  # every head is in, no body is complete
+    assert handle.proxy.shadow_in_flight() == 2
+    assert shadow_count(handle, "dropped") == 2
+    for reader, writer in streams:
+        writer.write(b"cd")
+        await writer.drain()
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        writer.close()
+    await settle(handle)
+    assert (shadow_count(handle, "sent"), shadow_count(handle, "dropped")) == (2, 2)
+    assert comparisons(handle, "match") == 2
