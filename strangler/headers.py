@@ -169,3 +169,21 @@ def filter_response_headers(
         if (lower := name.lower()) not in RESPONSE_DROPPED and lower not in listed
     ]
     return kept, listed
+
+
+def without_cookie(headers: list[tuple[bytes, bytes]], name: bytes) -> list[tuple[bytes, bytes]]:
+    """`headers` with the cookie `name` taken out of every Cookie header (emptied ones dropped).
+
+    Used for the canary override cookie, whose value may carry the testers' shared secret: it is
+    read at the edge and must not reach the upstream.
+    """
+    out: list[tuple[bytes, bytes]] = []
+    prefix = name + b"="
+    for header, value in headers:
+        if header == b"cookie" and prefix in value:
+            parts = [p for p in value.split(b";") if not p.strip().startswith(prefix)]
+            value = b";".join(parts).strip()
+            if not value:
+                continue
+        out.append((header, value))
+    return out

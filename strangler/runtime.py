@@ -100,6 +100,7 @@ class RouteRuntime:
         self.upstreams = upstreams
         self.split: WeightedSplit | None = None
         self.internal_headers: frozenset[bytes] = frozenset()
+        self.override_cookie: bytes | None = None
         self._override_secret: str | None = None
         self._override_allowed: frozenset[str] = frozenset()
         split = config.split
@@ -110,6 +111,8 @@ class RouteRuntime:
             if override is not None:
                 if override.header:
                     self.internal_headers = frozenset({override.header.encode()})
+                if override.cookie:
+                    self.override_cookie = override.cookie.encode()
                 if override.secret_env:
                     self._override_secret = os.environ.get(override.secret_env) or None
         rewrite = config.rewrite

@@ -308,6 +308,8 @@ class ClientConnection(asyncio.Protocol):
             connection_listed | {plane.request_id_header} | route.internal_headers,
             trust_forwarded=plane.trust_forwarded,
         )
+        if route.override_cookie is not None:
+            kept = hdr.without_cookie(kept, route.override_cookie)
         extra = plane.forwarding_headers(raw, host, self.peer, request_id)
         if websocket:
             extra += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]

@@ -12,6 +12,7 @@ from strangler.headers import (
     is_valid_request_id,
     render_request_head,
     render_response_head,
+    without_cookie,
 )
 
 Headers = list[tuple[bytes, bytes]]
@@ -299,3 +300,22 @@ CTL = [
 @pytest.mark.parametrize(("value", "expected"), [c[1:] for c in CTL], ids=[c[0] for c in CTL])
 def test_has_ctl(value: bytes, expected: bool) -> None:
     assert has_ctl(value) is expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param([(b"cookie", b"o=x:s")], [], id="only-cookie-dropped"),
+        pytest.param([(b"cookie", b"a=1; o=x:s; b=2")], [(b"cookie", b"a=1; b=2")], id="middle"),
+        pytest.param([(b"cookie", b"oo=1; a=2")], [(b"cookie", b"oo=1; a=2")], id="prefix-name"),
+        pytest.param(
+            [(b"x-o", b"o=1"), (b"cookie", b"a=1")],
+            [(b"x-o", b"o=1"), (b"cookie", b"a=1")],
+            id="other-headers-untouched",
+        ),
+    ],
+)
+def test_without_cookie(
+    headers: list[tuple[bytes, bytes]], expected: list[tuple[bytes, bytes]]
+) -> None:
+    assert without_cookie(headers, b"o") == expected
