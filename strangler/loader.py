@@ -267,10 +267,8 @@ class _ConfigReader:
                 routes.append((index, route))
         entries = [RouteEntry(route.name, route.matcher, None) for _, route in routes]
         for later, earlier in unreachable_routes(entries):
-            (later_index, later_route), (earlier_index, earlier_route) = (
-                routes[later],
-                routes[earlier],
-            )
+            later_index, later_route = routes[later]
+            earlier_index, earlier_route = routes[earlier]
             top.report_at(
                 later_route.line,
                 f"routes[{later_index}] ({later_route.name})",
@@ -322,11 +320,9 @@ class _ConfigReader:
             return None
         upstream = self.upstream_ref(section)
         kwargs = section.values(units.FALLBACK_KEYS)
-        return (
-            None
-            if upstream is None or kwargs is None
-            else FallbackSettings(upstream.name, **kwargs)
-        )
+        if upstream is None or kwargs is None:
+            return None
+        return FallbackSettings(upstream.name, **kwargs)
 
     def shadow(self, section: Section | None) -> ShadowSettings | None:
         if section is None:

@@ -6,8 +6,13 @@ the config loader can point each error at the offending line. YAML silently lets
 key win; here the first one is kept and every repeat is recorded on the mapping (`duplicates`) for
 the loader to report with the key's full path.
 
+`Section` reads one such mapping for the loader: it checks the keys (unknown, duplicate, not a
+string), converts values with the converters of `strangler.units`, and reports every problem with
+its line and key path through a callback instead of raising, so one pass finds them all.
+
 Invariants: only the safe subset of YAML is constructed (no arbitrary objects); a syntax error is
-raised as `YamlSyntaxError` carrying the line of the problem, never as a PyYAML exception.
+raised as `YamlSyntaxError` carrying the line of the problem, never as a PyYAML exception; a
+Section never reads a key it reported as unknown.
 """
 
 from __future__ import annotations
