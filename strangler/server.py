@@ -131,6 +131,7 @@ class ClientConnection(asyncio.Protocol):
         self.body_seen = 0
         self.chunked_response = False
         self.close_after_response = False
+        self.out: list[bytes] = []  # response bytes of the current upstream read (flush_out)
         plane.connections.add(self)
 
     # ---- asyncio.Protocol ---------------------------------------------------------------
@@ -169,6 +170,9 @@ class ClientConnection(asyncio.Protocol):
                 self._reject(400, "bad_request")
         except httptools.HttpParserError:
             self._reject(400, "bad_request")
+        if self.in_head and self.head_bytes > self.plane.head_limit and not self.closed:
+            # The first read of a message is counted before the parser sees it begin.
+            self._reject(431, "headers_too_large")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -208,6 +212,8 @@ class ClientConnection(asyncio.Protocol):
             raise _Reject(414, "uri_too_long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.in_head:
+            return  # a chunked body's trailers: dropped, never headers of a queued request
         raw = self.raw_headers
         if len(raw) >= self.plane.limits.max_headers:
             raise _Reject(431, "too_many_headers")
@@ -269,6 +275,10 @@ class ClientConnection(asyncio.Protocol):
         plane = self.plane
         request_id = self._request_id(raw)
         method = method_b.decode("ascii")
+        if version != "1.1" and version != "1.0":
+            # llhttp takes "GET /" as HTTP/0.9: never forward a request the client did not frame.
+            self._reply_error(400, "bad_request", request_id, kind="version", close=True)
+            return
         if method == "CONNECT":
             self._reply_error(405, "method_not_allowed", request_id, close=True)
             return
@@ -426,22 +436,32 @@ class ClientConnection(asyncio.Protocol):
         if not self.keep_alive and status != 101:
             framing += b"connection: close\r\n"
         ex.sent_any = True
-        self._write(hdr.render_response_head(status, kept + extra, framing))
+        self.out.append(hdr.render_response_head(status, kept + extra, framing))
 
     def send_response_body(self, ex: Exchange, data: bytes) -> None:
         if self.chunked_response:
-            self._write(b"%x\r\n" % len(data) + data + b"\r\n")
+            self.out.append(b"%x\r\n" % len(data) + data + b"\r\n")
         else:
+            self.out.append(data)
+
+    def flush_out(self) -> None:
+        """Write what the response produced during one upstream read, in one system call."""
+        out = self.out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
             self._write(data)
 
     def response_complete(self, ex: Exchange) -> None:
         if self.chunked_response:
-            self._write(_CHUNK_END)
+            self.out.append(_CHUNK_END)
             self.chunked_response = False
+        self.flush_out()
         self.plane.record(ex, self.peer)
         self._next(ex)
 
     def abort_response(self, ex: Exchange) -> None:
+        self.out.clear()
         self.plane.record(ex, self.peer, status_override=ex.status or 502)
         self.current = None
         self._close(abort=True)
@@ -467,6 +487,7 @@ class ClientConnection(asyncio.Protocol):
         self._next(ex)
 
     def start_tunnel(self, ex: Exchange, conn: UpstreamConnection, rest: bytes) -> None:
+        self.flush_out()  # the 101 head
         self.plane.record(ex, self.peer)
         self._cancel_timer()
         self.current = None

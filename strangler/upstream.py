@@ -34,6 +34,7 @@ class ResponseSink(Protocol):
     def on_upstream_complete(self) -> None: ...
     def on_upstream_error(self, kind: str, response_started: bool) -> None: ...
     def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None: ...
+    def flush_output(self) -> None: ...
     def pause_client_reading(self) -> None: ...
     def resume_client_reading(self) -> None: ...
 
@@ -91,6 +92,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.broken = True
             self.close()
             return
+        reader = self.sink
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -100,6 +102,8 @@ class UpstreamConnection(asyncio.Protocol):
                 sink.on_upstream_upgrade(self, data[exc.args[0] :])
         except httptools.HttpParserError:
             self._fail("malformed")
+        # Head and body pieces parsed from this read leave in one write.
+        reader.flush_output()
 
     def eof_received(self) -> bool | None:
         return None
@@ -153,7 +157,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self.sink is None:
-            self.broken = True
+            self.close()  # a body after a HEAD response's end: never reused, never left open
             return
         self.sink.on_upstream_body(body)
 
