@@ -328,6 +328,9 @@ class Exchange:
         self._finish()
         self.client.start_tunnel(self, conn, rest)
 
+    def flush_output(self) -> None:
+        self.client.flush_out()
+
     def pause_client_reading(self) -> None:
         self.client.pause_reading()
 

@@ -197,6 +197,9 @@ class _Collector:
         conn.close()
         self._end("malformed")
 
+    def flush_output(self) -> None:
+        pass
+
     def pause_client_reading(self) -> None:
         pass
 
