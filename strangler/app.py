@@ -36,6 +36,7 @@ from strangler.runtime import (
     retire_snapshot,
 )
 from strangler.server import ClientConnection
+from strangler.mismatches import MismatchStore
 from strangler.shadow import ShadowHub
 
 __all__ = ["Proxy", "ReloadResult", "StartupError", "audit_changes"]
@@ -119,7 +120,13 @@ class Proxy:
         settings = self.config.logging.access
         self.access = AccessLog(access_stream, path=settings.path if access_stream is None else None,
                                 flush_interval=settings.flush_interval, enabled=settings.enabled)
-        self.shadow = ShadowHub(self.metrics, self.logger)
+        kept = self.config.mismatches
+        self.shadow = ShadowHub(
+            self.metrics,
+            self.logger,
+            store=MismatchStore(kept.keep, kept.preview_bytes),
+            jsonl_path=kept.jsonl_path,
+        )
         self.snapshot: Snapshot | None = None
         self.plane: DataPlane | None = None
         self.server: asyncio.AbstractServer | None = None
@@ -288,6 +295,8 @@ class Proxy:
         old_config = self.config
         old_snapshot = self.snapshot
         self.config = config
+        # The file can move on a reload; the in-memory ring keeps its size until a restart.
+        self.shadow.jsonl_path = config.mismatches.jsonl_path
         self.snapshot = snapshot
         if self.plane is not None:
             self.plane.install(snapshot)

@@ -32,6 +32,7 @@ __all__ = [
     "LimitSettings",
     "ListenSettings",
     "LoggingSettings",
+    "MismatchSettings",
     "OverrideSettings",
     "Rewrite",
     "Role",
@@ -121,6 +122,15 @@ class LoggingSettings:
 @dataclass(frozen=True, slots=True)
 class ShutdownSettings:
     drain_timeout: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class MismatchSettings:
+    """Where shadow mismatches are kept: an in-memory ring for the admin API, optionally a file."""
+
+    keep: int = 100
+    preview_bytes: int = 2048
+    jsonl_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +242,7 @@ class Config:
     upstreams: dict[str, UpstreamConfig]
     routes: tuple[RouteConfig, ...]
     default_route: RouteConfig | None
+    mismatches: MismatchSettings = field(default_factory=MismatchSettings)
 
     def route(self, name: str) -> RouteConfig:
         for route in self.routes:

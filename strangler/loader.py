@@ -41,6 +41,7 @@ from strangler.config import (
     Role,
     RouteConfig,
     ShadowSettings,
+    MismatchSettings,
     ShutdownSettings,
     SplitSettings,
     Stage,
@@ -125,7 +126,7 @@ def _keys(names: str) -> tuple[str, ...]:
 
 
 _TOP_KEYS = _keys(
-    "version listen admin limits forwarding logging shutdown upstreams routes default"
+    "version listen admin limits forwarding logging shutdown mismatches upstreams routes default"
 )
 _UPSTREAM_KEYS = _keys("url role connect_timeout timeout pool_size breaker bulkhead")
 _ROUTE_KEYS = _keys(
@@ -202,6 +203,7 @@ class _ConfigReader:
             upstreams=self.upstreams,
             routes=self.read_routes(top),
             default_route=None if default is None else self.route(default, "default"),
+            mismatches=_settings(top, "mismatches", MismatchSettings, units.MISMATCH_KEYS),
         )
 
     def logging(self, section: Section | None) -> LoggingSettings:

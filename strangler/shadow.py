@@ -54,7 +54,7 @@ class ShadowHub:
     ) -> None:
         self.metrics = metrics
         self.logger = logger
-        self.store = store or MismatchStore()
+        self.store = store if store is not None else MismatchStore()
         self.jsonl_path = jsonl_path
         self.rand = rand
         self.pools: dict[tuple[str, int], UpstreamPool] = {}

@@ -47,6 +47,7 @@ __all__ = [
     "RETRY_KEYS",
     "REWRITE_KEYS",
     "SHADOW_KEYS",
+    "MISMATCH_KEYS",
     "SHUTDOWN_KEYS",
     "STICKY_KEYS",
     "TARGET_KEYS",
@@ -388,6 +389,11 @@ FORWARDING_KEYS: dict[str, Convert[Any]] = {
     "request_id_header": as_header_name,
 }
 SHUTDOWN_KEYS: dict[str, Convert[Any]] = {"drain_timeout": parse_duration}
+MISMATCH_KEYS: dict[str, Convert[Any]] = {
+    "keep": as_int(1, 100_000),
+    "preview_bytes": parse_size,
+    "jsonl_path": as_optional(as_string),
+}
 LOGGING_KEYS: dict[str, Convert[Any]] = {
     "level": as_choice(("debug", "info", "warning", "error")),
     "format": as_choice(("json", "console")),

@@ -641,15 +641,19 @@ async def test_noise_detection_learns_a_random_field(
     assert sum(s.headers.get("X-Strangler-Shadow") == "1" for s in primary.seen) == 5
 
 
-async def test_mismatches_go_to_a_jsonl_file_when_the_hub_has_a_path(
+async def test_mismatches_go_to_the_configured_jsonl_file_and_the_ring_is_bounded(
     proxy_factory: ProxyFactory, servers: AsyncExitStack, tmp_path: Path
 ) -> None:
-    # No YAML key exposes the file yet: set the hub's path directly (see the report).
     primary = await serve(servers, json_answer(PRIMARY_PAYLOAD))
     shadow = await serve(servers, json_answer({**PRIMARY_PAYLOAD, "total": 43}))
-    handle = await proxy_factory(shadow_config(primary.port, shadow.port))
     log = tmp_path / "mismatches.jsonl"
-    handle.proxy.shadow.jsonl_path = str(log)
+    handle = await proxy_factory(
+        shadow_config(
+            primary.port,
+            shadow.port,
+            extra=f"mismatches: {{keep: 1, preview_bytes: 8, jsonl_path: {log}}}\n",
+        )
+    )
 
     async with aiohttp.ClientSession() as session:
         for n in range(2):
@@ -663,6 +667,10 @@ async def test_mismatches_go_to_a_jsonl_file_when_the_hub_has_a_path(
     assert all(
         dict(map(tuple, r["request_headers"]))["authorization"] == "[redacted]" for r in lines
     )
+    # The admin API keeps only the newest one, with an 8-byte preview.
+    (record,) = (await mismatch_api(handle))["mismatches"]
+    assert record["path"] == "/api/orders/1"
+    assert len(record["shadow_body_preview"].encode()) <= 8
 
 
 async def test_in_flight_cap_counts_requests_whose_body_is_still_arriving(
