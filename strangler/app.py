@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import ipaddress
 import os
@@ -282,8 +283,14 @@ class Proxy:
                                 errors=list(self.last_error["errors"]))
         try:
             config = load_config(self.path)
-            if config.listen != self.config.listen or config.admin != self.config.admin:
-                self.logger.warning("strangler.config.listener_change_needs_restart")
+            # Listeners are bound once: a change is reported and waits for a restart, and the
+            # effective config keeps showing the addresses actually in use.
+            restart = [name for name in ("listen", "admin")
+                       if getattr(config, name) != getattr(self.config, name)]
+            if restart:
+                self.logger.warning("strangler.config.restart_required", sections=restart)
+                config = dataclasses.replace(config, listen=self.config.listen,
+                                             admin=self.config.admin)
             snapshot = build_snapshot(config, self.snapshot, self.metrics, self._on_breaker,
                                       self.shadow)
         except ConfigError as exc:
@@ -305,6 +312,8 @@ class Proxy:
         if old_snapshot is not None:
             retire_snapshot(old_snapshot, snapshot)  # requests in flight keep their connections
         changes = audit_changes(old_config, config)
+        if restart:
+            changes["restart_required"] = restart
         self.last_error = None
         self.metrics.reloads.labels("success").inc()
         self.metrics.last_reload.set(time.time())

@@ -593,3 +593,21 @@ async def test_rewrites_under_continuous_traffic_never_fail_a_request(
     assert len(delays) == 10 and max(delays) < EFFECT_WITHIN
     assert failures_seen == 10
     assert handle.metric("strangler_config_reloads_total", result="success") == 10
+
+
+async def test_listener_change_applies_the_rest_and_waits_for_a_restart(
+    proxy_factory: Factory, upstreams: Upstreams
+) -> None:
+    handle = await proxy_factory(config_yaml(upstreams, target="legacy"), watch_interval=60)
+    header = handle.config_path.read_text().split("upstreams:")[0]
+    moved = header.replace(f"port: {handle.port}", f"port: {free_port()}")
+    assert moved != header
+    write_atomic(handle.config_path, config_yaml(upstreams, target="orders", header=moved))
+    result = await handle.proxy.reload()
+    assert result.ok and result.changes["restart_required"] == ["listen"]
+    async with aiohttp.ClientSession() as session:
+        # Routes changed at once, on the listener that is actually bound.
+        assert await upstream_of(session, handle.url(ROUTE_PATH)) == "orders"
+        async with session.get(handle.admin_url("/admin/config")) as resp:
+            effective = await resp.json()
+    assert effective["config"]["listen"]["port"] == handle.port
