@@ -58,7 +58,8 @@ class UpConn(asyncio.Protocol):
         self.upstream.conns.append(self)
 
     def data_received(self, data: bytes) -> None:
-        self.data += data
+        if self.upstream.record:
+            self.data += data
         if self.parse_error:
             return
         try:
@@ -89,8 +90,10 @@ class UpConn(asyncio.Protocol):
     def on_message_complete(self) -> None:
         method = self.parser.get_method().decode()
         req = UpRequest(method, self._url.decode("latin-1"), self._headers, b"".join(self._body))
-        self.requests.append(req)
-        self.upstream.requests.append(req)
+        self.upstream.served += 1
+        if self.upstream.record:
+            self.requests.append(req)
+            self.upstream.requests.append(req)
         self.upstream.reply(req, self)
 
     # ---- what a reply can do ----
@@ -136,8 +139,10 @@ def silent(req: UpRequest, conn: UpConn) -> None:
 
 
 class RecordingUpstream:
-    def __init__(self, reply: Reply = ok) -> None:
+    def __init__(self, reply: Reply = ok, *, record: bool = True) -> None:
         self.reply = reply
+        self.record = record  # False: count requests only (a soak must not grow with them)
+        self.served = 0
         self.on_head: Callable[[UpConn], None] | None = None
         self.conns: list[UpConn] = []
         self.requests: list[UpRequest] = []  # complete requests, all connections, arrival order
