@@ -132,6 +132,8 @@ class ClientConnection(asyncio.Protocol):
         self.chunked_response = False
         self.close_after_response = False
         self.out: list[bytes] = []  # response bytes of the current upstream read (flush_out)
+        self.upgrading = False  # a WebSocket upgrade is waiting for the upstream's answer
+        self.tunnel_pending = b""
         plane.connections.add(self)
 
     # ---- asyncio.Protocol ---------------------------------------------------------------
@@ -151,6 +153,12 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
+            return
+        if self.upgrading:
+            # WebSocket frames sent before the upstream's 101: kept for the tunnel.
+            self.tunnel_pending += data
+            if len(self.tunnel_pending) > 65536:
+                self._pause()
             return
         if self.in_head or self.current is None:
             self.head_bytes += len(data)
@@ -184,6 +192,12 @@ class ClientConnection(asyncio.Protocol):
             current.abandon()
             self.plane.record_abandoned(current)
         self.queue.clear()
+        tunnel = getattr(self, "tunnel_conn", None)
+        if tunnel is not None:
+            # A WebSocket tunnel ends on both sides when the client goes away.
+            self.tunnel_conn = None
+            tunnel.tunnel = None
+            tunnel.close()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -504,7 +518,9 @@ class ClientConnection(asyncio.Protocol):
         self.tunnel_conn = conn
         if rest:
             transport.write(rest)
-        pending = getattr(self, "tunnel_pending", b"")
+        pending = self.tunnel_pending
+        self.tunnel_pending = b""
+        self.upgrading = False
         if pending:
             conn.write(pending)
         self.data_received = self._tunnel_data  # type: ignore[method-assign]
@@ -515,6 +531,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _upgrade_rest(self, rest: bytes) -> None:
         self.tunnel_pending = rest
+        current = self.current
+        self.upgrading = current is not None and current.upgrade and not current.done
 
     # ---- connection state ---------------------------------------------------------------
     def _next(self, ex: Exchange) -> None:
@@ -538,6 +556,7 @@ class ClientConnection(asyncio.Protocol):
                     current.request_body(chunk)
             if item.complete and not current.done:
                 current.request_complete()
+        self.upgrading = False
         pending = getattr(self, "tunnel_pending", b"")
         if pending and not self.closed:
             # A refused upgrade: the bytes after its request are the next request, not a tunnel.

@@ -543,3 +543,60 @@ async def test_websocket_upgrade_passes_through(proxy_factory: ProxyFactory) -> 
             assert ws.close_code == aiohttp.WSCloseCode.OK
     finally:
         await runner.cleanup()
+
+
+def _masked_text_frame(text: bytes) -> bytes:
+    """A client WebSocket text frame (FIN, opcode 1), masked as RFC 6455 requires."""
+    mask = b"\x01\x02\x03\x04"
+    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(text))
+    return bytes([0x81, 0x80 | len(text)]) + mask + payload
+
+
+async def test_websocket_frames_sent_before_the_101_reach_the_upstream(
+    proxy_factory: ProxyFactory,
+) -> None:
+    upstream_done = asyncio.Event()
+
+    async def ws_handler(request: web.Request) -> web.WebSocketResponse:
+        await asyncio.sleep(0.2)  # the client's first frames arrive before this 101
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await ws.send_str("echo:" + msg.data)
+        upstream_done.set()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", ws_handler)
+    runner, port = await start_app(app)
+    try:
+        proxy = await proxy_factory(
+            f"""
+            upstreams:
+              legacy: {{url: "http://127.0.0.1:{port}", role: legacy}}
+            default: {{upstream: legacy}}
+            """
+        )
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            + _masked_text_frame(b"early")
+        )
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(_masked_text_frame(b"later"))  # still before the 101
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        assert head.startswith(b"HTTP/1.1 101")
+        received = b""
+        while received.count(b"echo:") < 2:
+            received += await asyncio.wait_for(reader.read(1024), 3)
+        assert b"echo:early" in received and b"echo:later" in received
+        assert received.index(b"echo:early") < received.index(b"echo:later")
+        writer.close()
+        # The client went away: the proxy ends the tunnel on the upstream side too.
+        await asyncio.wait_for(upstream_done.wait(), 3)
+    finally:
+        await runner.cleanup()
