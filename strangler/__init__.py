@@ -1,8 +1,8 @@
 """strangler: a strangler-fig migration proxy.
 
-Route by path prefix (and host, method, header, cookie) to a legacy monolith or to services extracted
-from it; shadow and compare, canary with sticky weights, fall back to the monolith when a new service
-fails, and report how far the migration has come.
+Route by path prefix (and host, method, header, cookie) to a legacy monolith or to services
+extracted from it; shadow and compare, canary with sticky weights, fall back to the monolith when a
+new service fails, and report how far the migration has come.
 """
 
 from __future__ import annotations

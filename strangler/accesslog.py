@@ -46,7 +46,11 @@ class AccessLog:
     ) -> None:
         self.enabled = enabled
         self._own = path is not None
-        self._stream: IO[str] = open(path, "a", encoding="utf-8") if path else (stream or sys.stdout)  # noqa: SIM115
+        self._stream: IO[str] = (
+            open(path, "a", encoding="utf-8")  # noqa: SIM115  (closed by close())
+            if path
+            else (stream or sys.stdout)
+        )
         self._interval = flush_interval
         self._queue: list[tuple[object, ...]] = []
         self._handle: asyncio.TimerHandle | None = None

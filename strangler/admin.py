@@ -67,7 +67,7 @@ async def metrics(request: web.Request) -> web.Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # `serve --workers N`: aggregate every worker's values (see strangler.workers).
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         body = generate_latest(registry)
     else:
         body = generate_latest(proxy.metrics.registry)
@@ -95,9 +95,7 @@ async def config(request: web.Request) -> web.Response:
         "path": str(proxy.path),
         "loaded_at": proxy.snapshot.loaded_at if proxy.snapshot else None,
         "last_error": proxy.last_error,
-        "config": _jsonable(
-            {k: v for k, v in asdict(cfg).items() if k != "source"}  # type: ignore[call-overload]
-        ),
+        "config": _jsonable({k: v for k, v in asdict(cfg).items() if k != "source"}),
     }
     return web.json_response(data, dumps=_dumps)
 
@@ -113,8 +111,9 @@ def _overall(proxy: Proxy, summaries: list[dict[str, Any]]) -> dict[str, Any]:
     for item in summaries:
         stages[item["stage"]] = stages.get(item["stage"], 0) + 1
     total = len(summaries) or 1
-    extracted = sum(r["requests_window"] * (r["observed_extracted_share"] or 0) / 100
-                    for r in summaries)
+    extracted = sum(
+        r["requests_window"] * (r["observed_extracted_share"] or 0) / 100 for r in summaries
+    )
     requests = sum(r["requests_window"] for r in summaries)
     return {
         "observed_extracted_share": round(100 * extracted / requests, 2) if requests else None,
@@ -127,8 +126,11 @@ async def routes(request: web.Request) -> web.Response:
     proxy = _proxy(request)
     summaries = proxy.route_summaries()
     return web.json_response(
-        {"version": proxy.config.version, "routes": summaries,
-         "overall": _overall(proxy, summaries)},
+        {
+            "version": proxy.config.version,
+            "routes": summaries,
+            "overall": _overall(proxy, summaries),
+        },
         dumps=_dumps,
     )
 
@@ -136,17 +138,30 @@ async def routes(request: web.Request) -> web.Response:
 # Per-route counters the status page shows: sample name -> the count key a sample adds to.
 _ROUTE_COUNTS: dict[str, Callable[[dict[str, str]], tuple[str, ...]]] = {
     "strangler_requests_total": lambda lb: (
-        "requests", *(("errors_5xx",) if lb.get("code", "").startswith("5") else ()),
-        *(("extracted_requests",) if lb.get("role") == "extracted" else ())),
+        "requests",
+        *(("errors_5xx",) if lb.get("code", "").startswith("5") else ()),
+        *(("extracted_requests",) if lb.get("role") == "extracted" else ()),
+    ),
     "strangler_fallbacks_total": lambda lb: ("fallbacks",),
     "strangler_upstream_errors_total": lambda lb: ("upstream_errors",),
     "strangler_retries_total": lambda lb: ("retries",),
     "strangler_shadow_requests_total": lambda lb: (f"shadow_{lb.get('outcome')}",),
     "strangler_shadow_comparisons_total": lambda lb: (f"shadow_{lb.get('result')}",),
 }
-_COUNT_KEYS = ("requests", "errors_5xx", "extracted_requests", "fallbacks", "upstream_errors",
-               "retries", "shadow_sent", "shadow_dropped", "shadow_skipped", "shadow_failed",
-               "shadow_match", "shadow_mismatch")
+_COUNT_KEYS = (
+    "requests",
+    "errors_5xx",
+    "extracted_requests",
+    "fallbacks",
+    "upstream_errors",
+    "retries",
+    "shadow_sent",
+    "shadow_dropped",
+    "shadow_skipped",
+    "shadow_failed",
+    "shadow_match",
+    "shadow_mismatch",
+)
 
 
 def _route_counts(proxy: Proxy) -> dict[str, dict[str, float]]:
@@ -223,20 +238,24 @@ async def progress(request: web.Request) -> web.Response:
     out = []
     if proxy.snapshot is not None:
         for rt in proxy.snapshot.routes.values():
-            out.append({
-                "route": rt.name,
-                "stage": rt.stage.value,
-                "observed_extracted_share": rt.progress.extracted_share(),
-                "legacy_paths": [{"template": t, "requests": n}
-                                 for t, n in rt.progress.legacy_templates(top)],
-            })
+            out.append(
+                {
+                    "route": rt.name,
+                    "stage": rt.stage.value,
+                    "observed_extracted_share": rt.progress.extracted_share(),
+                    "legacy_paths": [
+                        {"template": t, "requests": n} for t, n in rt.progress.legacy_templates(top)
+                    ],
+                }
+            )
     return web.json_response({"routes": out}, dumps=_dumps)
 
 
 async def reload(request: web.Request) -> web.Response:
     if not _authorised(request):
-        return web.json_response({"error": "unauthorised"}, status=401,
-                                 headers={"WWW-Authenticate": "Bearer"})
+        return web.json_response(
+            {"error": "unauthorised"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+        )
     proxy = _proxy(request)
     result = await proxy.reload("api")
     return web.json_response(asdict(result), status=200 if result.ok else 422, dumps=_dumps)
@@ -244,8 +263,7 @@ async def reload(request: web.Request) -> web.Response:
 
 async def status_page(request: web.Request) -> web.Response:
     html = resources.files("strangler").joinpath("static/status.html").read_text(encoding="utf-8")
-    return web.Response(text=html, content_type="text/html",
-                        headers={"Cache-Control": "no-store"})
+    return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
 async def info(request: web.Request) -> web.Response:

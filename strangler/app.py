@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import importlib.util
 import ipaddress
 import os
 import signal
@@ -29,6 +30,7 @@ from strangler.config import Config
 from strangler.loader import ConfigError, load_config
 from strangler.logs import get_logger
 from strangler.metrics import Metrics
+from strangler.mismatches import MismatchStore
 from strangler.runtime import (
     DataPlane,
     Snapshot,
@@ -37,7 +39,6 @@ from strangler.runtime import (
     retire_snapshot,
 )
 from strangler.server import ClientConnection
-from strangler.mismatches import MismatchStore
 from strangler.shadow import ShadowHub
 
 __all__ = ["Proxy", "ReloadResult", "StartupError", "audit_changes"]
@@ -84,7 +85,11 @@ def audit_changes(old: Config | None, new: Config) -> dict[str, Any]:
         wb = b.split.extracted_weight if b.split else None
         if wa != wb:
             changes["weight_changes"][name] = [wa, wb]
-        if a != b and name not in changes["stage_changes"] and name not in changes["weight_changes"]:
+        if (
+            a != b
+            and name not in changes["stage_changes"]
+            and name not in changes["weight_changes"]
+        ):
             changes["other_changes"].append(name)
     return changes
 
@@ -112,15 +117,20 @@ class Proxy:
         self.source_digest = self._digest(self.config.source)
         self._failed_digest: str | None = None
         token_env = self.config.admin.token_env
-        self.admin_token = admin_token if admin_token is not None else (
-            os.environ.get(token_env) or None)
+        self.admin_token = (
+            admin_token if admin_token is not None else (os.environ.get(token_env) or None)
+        )
         self.allow_pure_python_parser = allow_pure_python_parser
         self.reuse_port = reuse_port
         self.watch_interval = watch_interval
         self.access_stream = access_stream
         settings = self.config.logging.access
-        self.access = AccessLog(access_stream, path=settings.path if access_stream is None else None,
-                                flush_interval=settings.flush_interval, enabled=settings.enabled)
+        self.access = AccessLog(
+            access_stream,
+            path=settings.path if access_stream is None else None,
+            flush_interval=settings.flush_interval,
+            enabled=settings.enabled,
+        )
         kept = self.config.mismatches
         self.shadow = ShadowHub(
             self.metrics,
@@ -156,8 +166,9 @@ class Proxy:
             )
         loop = asyncio.get_running_loop()
         self.access.bind_loop(loop)
-        self.snapshot = build_snapshot(self.config, None, self.metrics, self._on_breaker,
-                                       self.shadow)
+        self.snapshot = build_snapshot(
+            self.config, None, self.metrics, self._on_breaker, self.shadow
+        )
         self.plane = DataPlane(loop, self.snapshot, self.metrics, self.access, self.logger)
         self.metrics.last_reload.set(time.time())
         self.metrics.reloads.labels("success")
@@ -172,22 +183,28 @@ class Proxy:
                 reuse_port=self.reuse_port or None,
             )
         except OSError as exc:
-            raise StartupError(f"cannot listen on {listen.host}:{listen.port}: {exc.strerror}") from exc
+            raise StartupError(
+                f"cannot listen on {listen.host}:{listen.port}: {exc.strerror}"
+            ) from exc
         sock = self.server.sockets[0]
         self.port = sock.getsockname()[1]
         from strangler.admin import build_admin_app  # admin imports app for typing only
 
-        self.admin_runner = web.AppRunner(build_admin_app(self), access_log=None,
-                                          handle_signals=False)
+        self.admin_runner = web.AppRunner(
+            build_admin_app(self), access_log=None, handle_signals=False
+        )
         await self.admin_runner.setup()
-        site = web.TCPSite(self.admin_runner, admin.host, admin.port,
-                           reuse_port=self.reuse_port or None)
+        site = web.TCPSite(
+            self.admin_runner, admin.host, admin.port, reuse_port=self.reuse_port or None
+        )
         try:
             await site.start()
         except OSError as exc:
             await self.admin_runner.cleanup()
             self.server.close()
-            raise StartupError(f"cannot listen on admin {admin.host}:{admin.port}: {exc.strerror}") from exc
+            raise StartupError(
+                f"cannot listen on admin {admin.host}:{admin.port}: {exc.strerror}"
+            ) from exc
         server = getattr(site, "_server", None)
         if server is not None and server.sockets:
             self.admin_port = server.sockets[0].getsockname()[1]
@@ -210,9 +227,7 @@ class Proxy:
                 "AIOHTTP_NO_EXTENSIONS is set: aiohttp's pure-Python HTTP parser has had request "
                 "smuggling advisories. Unset it or pass --allow-pure-python-parser."
             )
-        try:
-            from aiohttp import _http_parser  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("aiohttp._http_parser") is None:
             raise StartupError(
                 "aiohttp's C parser is not available; the pure-Python parser has had request "
                 "smuggling advisories. Pass --allow-pure-python-parser to run anyway."
@@ -243,7 +258,8 @@ class Proxy:
             for conn in list(plane.connections):
                 conn.shutdown()
             deadline = time.monotonic() + self.config.shutdown.drain_timeout
-            while (plane.connections or self.shadow_in_flight()) and time.monotonic() < deadline:
+            # Polled: connections and shadow copies end in callbacks, with no awaitable to join.
+            while (plane.connections or self.shadow_in_flight()) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             for conn in list(plane.connections):
                 conn._close(abort=True)
@@ -279,20 +295,29 @@ class Proxy:
             return ReloadResult(ok=True, changed=False, version=self.config.version)
         if digest == self._failed_digest and self.last_error is not None:
             # The same broken text again: still a failure, but not counted or logged twice.
-            return ReloadResult(ok=False, changed=False, version=self.config.version,
-                                errors=list(self.last_error["errors"]))
+            return ReloadResult(
+                ok=False,
+                changed=False,
+                version=self.config.version,
+                errors=list(self.last_error["errors"]),
+            )
         try:
             config = load_config(self.path)
             # Listeners are bound once: a change is reported and waits for a restart, and the
             # effective config keeps showing the addresses actually in use.
-            restart = [name for name in ("listen", "admin")
-                       if getattr(config, name) != getattr(self.config, name)]
+            restart = [
+                name
+                for name in ("listen", "admin")
+                if getattr(config, name) != getattr(self.config, name)
+            ]
             if restart:
                 self.logger.warning("strangler.config.restart_required", sections=restart)
-                config = dataclasses.replace(config, listen=self.config.listen,
-                                             admin=self.config.admin)
-            snapshot = build_snapshot(config, self.snapshot, self.metrics, self._on_breaker,
-                                      self.shadow)
+                config = dataclasses.replace(
+                    config, listen=self.config.listen, admin=self.config.admin
+                )
+            snapshot = build_snapshot(
+                config, self.snapshot, self.metrics, self._on_breaker, self.shadow
+            )
         except ConfigError as exc:
             self._failed_digest = digest  # do not log the same broken file twice
             return self._reload_failed(trigger, [str(issue) for issue in exc.errors])
@@ -317,19 +342,29 @@ class Proxy:
         self.last_error = None
         self.metrics.reloads.labels("success").inc()
         self.metrics.last_reload.set(time.time())
-        entry = {"at": time.time(), "trigger": trigger, "ok": True, "version": config.version,
-                 "changes": changes}
+        entry = {
+            "at": time.time(),
+            "trigger": trigger,
+            "ok": True,
+            "version": config.version,
+            "changes": changes,
+        }
         self._remember(entry)
-        self.logger.info("strangler.config.reloaded", trigger=trigger, version=config.version,
-                         **changes)
+        self.logger.info(
+            "strangler.config.reloaded", trigger=trigger, version=config.version, **changes
+        )
         return ReloadResult(ok=True, changed=True, version=config.version, changes=changes)
 
     def _reload_failed(self, trigger: str, errors: list[str]) -> ReloadResult:
         self.metrics.reloads.labels("failure").inc()
         self.last_error = {"at": time.time(), "trigger": trigger, "errors": errors}
         self._remember({"at": time.time(), "trigger": trigger, "ok": False, "errors": errors})
-        self.logger.error("strangler.config.reload_failed", trigger=trigger, errors=errors,
-                          kept_version=self.config.version)
+        self.logger.error(
+            "strangler.config.reload_failed",
+            trigger=trigger,
+            errors=errors,
+            kept_version=self.config.version,
+        )
         return ReloadResult(ok=False, changed=False, version=self.config.version, errors=errors)
 
     def _remember(self, entry: dict[str, Any]) -> None:
@@ -367,7 +402,7 @@ class Proxy:
             info = rt.snapshot()
             share = rt.progress.extracted_share()
             info["observed_extracted_share"] = None if share is None else round(share, 2)
-            extracted, total = rt.progress.counts()
+            _, total = rt.progress.counts()
             info["requests_window"] = total
             info["configured_extracted_weight"] = extracted_weight(rt.config, snapshot.upstreams)
             out.append(info)

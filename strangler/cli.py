@@ -37,7 +37,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     from strangler.logs import configure_logging
 
-    configure_logging(args.log_level or config.logging.level, args.log_format or config.logging.format)
+    configure_logging(
+        args.log_level or config.logging.level, args.log_format or config.logging.format
+    )
     if args.workers > 1:
         from strangler.workers import run_workers
 
@@ -53,8 +55,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace, reuse_port: bool = False) -> int:
     from strangler.app import Proxy
 
-    proxy = Proxy(args.config, allow_pure_python_parser=args.allow_pure_python_parser,
-                  reuse_port=reuse_port)
+    proxy = Proxy(
+        args.config, allow_pure_python_parser=args.allow_pure_python_parser, reuse_port=reuse_port
+    )
     await proxy.start()
     proxy.install_signal_handlers()
     await proxy.wait_stopped()
@@ -99,16 +102,19 @@ def _route_rows(config: Any) -> list[dict[str, Any]]:
         else:
             share = 100.0 if config.upstreams[route.upstream].role.value == "extracted" else 0.0
             target = route.upstream
-        rows.append({
-            "name": route.name,
-            "stage": route.stage.value,
-            "match": match,
-            "upstream": target,
-            "extracted_share": share,
-            "fallback": route.fallback.upstream if route.fallback else "-",
-            "shadow": (f"{route.shadow.upstream} {route.shadow.percent:g}%"
-                       if route.shadow else "-"),
-        })
+        rows.append(
+            {
+                "name": route.name,
+                "stage": route.stage.value,
+                "match": match,
+                "upstream": target,
+                "extracted_share": share,
+                "fallback": route.fallback.upstream if route.fallback else "-",
+                "shadow": (
+                    f"{route.shadow.upstream} {route.shadow.percent:g}%" if route.shadow else "-"
+                ),
+            }
+        )
     return rows
 
 
@@ -132,8 +138,14 @@ def cmd_routes(args: argparse.Namespace) -> int:
 
 
 class _ExplainFacts:
-    def __init__(self, method: str, path: str, host: str | None, headers: dict[str, str],
-                 cookies: dict[str, str]) -> None:
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        host: str | None,
+        headers: dict[str, str],
+        cookies: dict[str, str],
+    ) -> None:
         self.method = method
         self.path = path
         self.host = host
@@ -172,16 +184,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
     facts = _ExplainFacts(args.method.upper(), target.path, args.host, headers, cookies)
     entries = [RouteEntry(r.name, r.matcher, r) for r in config.routes]
     default = config.default_route
-    table = RouteTable.build(entries, RouteEntry(default.name, default.matcher, default)
-                             if default else None)
+    table = RouteTable.build(
+        entries, RouteEntry(default.name, default.matcher, default) if default else None
+    )
     if target.path != args.target.split("?")[0]:
         print(f"normalised path: {target.path}")
     for name, matched, reason in table.explain(facts):
         print(f"  {'->' if matched else '  '} {name}: {reason}")
     match = table.match(facts)
     if match.entry is None:
-        print(f"{args.method.upper()} {target.path}: no route matches "
-              f"({'405' if match.method_mismatch else '404'})")
+        print(
+            f"{args.method.upper()} {target.path}: no route matches "
+            f"({'405' if match.method_mismatch else '404'})"
+        )
         return 0
     route = match.entry.payload
     line = f"{args.method.upper()} {target.path} -> route {route.name} (stage {route.stage.value})"
@@ -215,19 +230,28 @@ def cmd_progress(args: argparse.Namespace) -> int:
     overall = routes["overall"]
     share = overall["observed_extracted_share"]
     print(f"Migration progress (config {routes['version']})")
-    print(f"  traffic served by extracted services (last 5 min): "
-          f"{'no traffic' if share is None else f'{share:.1f}%'}")
-    print("  routes by stage: " + ", ".join(f"{k} {v:g}%" for k, v in overall["stage_share"].items()))
+    print(
+        f"  traffic served by extracted services (last 5 min): "
+        f"{'no traffic' if share is None else f'{share:.1f}%'}"
+    )
+    print(
+        "  routes by stage: " + ", ".join(f"{k} {v:g}%" for k, v in overall["stage_share"].items())
+    )
     print()
     print(f"  {'ROUTE':20} {'STAGE':9} {'CONFIGURED':>10} {'OBSERVED':>9}")
     for r in routes["routes"]:
         obs = r["observed_extracted_share"]
-        print(f"  {r['name']:20} {r['stage']:9} {r['configured_extracted_weight']:>9g}% "
-              f"{'-' if obs is None else f'{obs:.1f}%':>9}")
+        print(
+            f"  {r['name']:20} {r['stage']:9} {r['configured_extracted_weight']:>9g}% "
+            f"{'-' if obs is None else f'{obs:.1f}%':>9}"
+        )
     print()
     print("Still served by the monolith (top path templates):")
-    rows = [(p["template"], p["requests"], r["route"]) for r in progress["routes"]
-            for p in r["legacy_paths"]]
+    rows = [
+        (p["template"], p["requests"], r["route"])
+        for r in progress["routes"]
+        for p in r["legacy_paths"]
+    ]
     rows.sort(key=lambda x: -x[1])
     for template, count, route in rows[: args.top]:
         print(f"  {count:8d}  {template}  ({route})")
@@ -243,13 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the proxy")
-    p.add_argument("--config", "-c", default=os.environ.get("STRANGLER_CONFIG", "config/routes.yaml"))
-    p.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    p.add_argument(
+        "--config", "-c", default=os.environ.get("STRANGLER_CONFIG", "config/routes.yaml")
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)"
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["json", "console"])
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--allow-pure-python-parser", action="store_true",
-                   help="run even when aiohttp's C parser is unavailable (not recommended)")
+    p.add_argument(
+        "--allow-pure-python-parser",
+        action="store_true",
+        help="run even when aiohttp's C parser is unavailable (not recommended)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("validate", help="check config files; print every error and exit 1")
@@ -279,8 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the monolith, extracted services and proxy, and migrate")
     p.add_argument("--no-traffic", action="store_true", help="just start the stack")
     p.add_argument("--host", default="127.0.0.1", help="proxy listen address (default loopback)")
-    p.add_argument("--port-offset", type=int, default=0,
-                   help="shift every port (proxy 8080, admin 9901, apps 8001-8003) by N")
+    p.add_argument(
+        "--port-offset",
+        type=int,
+        default=0,
+        help="shift every port (proxy 8080, admin 9901, apps 8001-8003) by N",
+    )
     p.add_argument("--stage-seconds", type=float, default=8.0, help="time spent in each stage")
     p.add_argument("--data-dir", help="keep the SQLite files here (default: a temp dir)")
     p.add_argument("--exit-when-done", action="store_true", help="stop after the last stage")

@@ -201,7 +201,9 @@ class OverrideSettings:
 
 @dataclass(frozen=True, slots=True)
 class SplitSettings:
-    targets: tuple[tuple[str, float], ...]  # extracted targets first, legacy last; weights sum to 100
+    targets: tuple[
+        tuple[str, float], ...
+    ]  # extracted targets first, legacy last; weights sum to 100
     sticky: StickySettings = field(default_factory=StickySettings)
     override: OverrideSettings | None = None
 

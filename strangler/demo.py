@@ -48,33 +48,71 @@ _SPLIT_STICKY = {"header": "X-Customer-Id", "set_cookie": "strangler_bucket"}
 _BREAKER = {"consecutive_failures": 3, "open_duration": "3s", "half_open_probes": 1}
 
 STAGES: tuple[DemoStage, ...] = (
-    DemoStage("1/7 legacy: the monolith serves /api/inventory",
-              {"name": "inventory", "stage": "legacy", "match": _INVENTORY_MATCH,
-               "upstream": "legacy"}),
-    DemoStage("2/7 shadow: the monolith serves, the inventory service gets a copy, answers compared",
-              {"name": "inventory", "stage": "shadow", "match": _INVENTORY_MATCH,
-               "upstream": "legacy",
-               "shadow": {"upstream": "inventory", "percent": 100, "compare": _COMPARE}}),
-    DemoStage("3/7 canary: 25% of customers (sticky on X-Customer-Id) go to the inventory service",
-              {"name": "inventory", "stage": "canary", "match": _INVENTORY_MATCH,
-               "upstream": "legacy",
-               "split": {"targets": [{"upstream": "inventory", "weight": 25},
-                                     {"upstream": "legacy", "weight": 75}],
-                         "sticky": _SPLIT_STICKY}}),
-    DemoStage("4/7 canary: 75% (customers only move forward, never back)",
-              {"name": "inventory", "stage": "canary", "match": _INVENTORY_MATCH,
-               "upstream": "legacy",
-               "split": {"targets": [{"upstream": "inventory", "weight": 75},
-                                     {"upstream": "legacy", "weight": 25}],
-                         "sticky": _SPLIT_STICKY}}),
-    DemoStage("5/7 migrated: the inventory service serves, the monolith is the fallback",
-              {"name": "inventory", "stage": "migrated", "match": _INVENTORY_MATCH,
-               "upstream": "inventory", "fallback": {"upstream": "legacy"},
-               "breaker": _BREAKER}),
-    DemoStage("6/7 fault: the inventory service goes down; the breaker opens, the monolith serves",
-              None, fault={"down": True, "reset": True}),
-    DemoStage("7/7 recovered: the fault is cleared; a half-open probe closes the breaker",
-              None, fault={}),
+    DemoStage(
+        "1/7 legacy: the monolith serves /api/inventory",
+        {"name": "inventory", "stage": "legacy", "match": _INVENTORY_MATCH, "upstream": "legacy"},
+    ),
+    DemoStage(
+        "2/7 shadow: the monolith serves, the inventory service gets a copy, answers compared",
+        {
+            "name": "inventory",
+            "stage": "shadow",
+            "match": _INVENTORY_MATCH,
+            "upstream": "legacy",
+            "shadow": {"upstream": "inventory", "percent": 100, "compare": _COMPARE},
+        },
+    ),
+    DemoStage(
+        "3/7 canary: 25% of customers (sticky on X-Customer-Id) go to the inventory service",
+        {
+            "name": "inventory",
+            "stage": "canary",
+            "match": _INVENTORY_MATCH,
+            "upstream": "legacy",
+            "split": {
+                "targets": [
+                    {"upstream": "inventory", "weight": 25},
+                    {"upstream": "legacy", "weight": 75},
+                ],
+                "sticky": _SPLIT_STICKY,
+            },
+        },
+    ),
+    DemoStage(
+        "4/7 canary: 75% (customers only move forward, never back)",
+        {
+            "name": "inventory",
+            "stage": "canary",
+            "match": _INVENTORY_MATCH,
+            "upstream": "legacy",
+            "split": {
+                "targets": [
+                    {"upstream": "inventory", "weight": 75},
+                    {"upstream": "legacy", "weight": 25},
+                ],
+                "sticky": _SPLIT_STICKY,
+            },
+        },
+    ),
+    DemoStage(
+        "5/7 migrated: the inventory service serves, the monolith is the fallback",
+        {
+            "name": "inventory",
+            "stage": "migrated",
+            "match": _INVENTORY_MATCH,
+            "upstream": "inventory",
+            "fallback": {"upstream": "legacy"},
+            "breaker": _BREAKER,
+        },
+    ),
+    DemoStage(
+        "6/7 fault: the inventory service goes down; the breaker opens, the monolith serves",
+        None,
+        fault={"down": True, "reset": True},
+    ),
+    DemoStage(
+        "7/7 recovered: the fault is cleared; a half-open probe closes the breaker", None, fault={}
+    ),
 )
 
 
@@ -133,9 +171,15 @@ class Stack:
         apps = [
             (monolith_app(str(self.data_dir / "monolith.sqlite3")), p.monolith),
             (inventory_app(str(self.data_dir / "inventory.sqlite3")), p.inventory),
-            (orders_app(str(self.data_dir / "orders.sqlite3"),
-                        upstreams=Upstreams(inventory_url=f"http://127.0.0.1:{p.inventory}",
-                                            payments_url=monolith_url)), p.orders),
+            (
+                orders_app(
+                    str(self.data_dir / "orders.sqlite3"),
+                    upstreams=Upstreams(
+                        inventory_url=f"http://127.0.0.1:{p.inventory}", payments_url=monolith_url
+                    ),
+                ),
+                p.orders,
+            ),
         ]
         for app, port in apps:
             runner = web.AppRunner(app, access_log=None)
@@ -208,24 +252,27 @@ class Traffic:
             async with session.get(self.base + path, headers={"X-Customer-Id": customer}) as resp:
                 await resp.read()
                 self._count(resp.status)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             self.errors += 1
 
     async def _place_order(self, session: ClientSession, rng: random.Random) -> None:
         customer = f"CUST-000{rng.randrange(1, 5)}"
-        body = {"customer_id": customer,
-                "items": [{"sku": f"SKU-{1001 + rng.randrange(11)}", "qty": 1}],
-                "card_number": "4111111111111111"}
+        body = {
+            "customer_id": customer,
+            "items": [{"sku": f"SKU-{1001 + rng.randrange(11)}", "qty": 1}],
+            "card_number": "4111111111111111",
+        }
         try:
-            async with session.post(self.base + "/api/orders", json=body,
-                                    headers={"X-Customer-Id": customer}) as resp:
+            async with session.post(
+                self.base + "/api/orders", json=body, headers={"X-Customer-Id": customer}
+            ) as resp:
                 data = await resp.json(content_type=None)
                 self._count(resp.status)
                 order = data.get("order") if isinstance(data, dict) else None
                 if isinstance(order, dict) and "id" in order:
                     self.orders.append((customer, str(order["id"])))
                     del self.orders[:-50]
-        except (OSError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, OSError, ValueError):
             self.errors += 1
 
     def _count(self, status: int) -> None:
@@ -260,10 +307,12 @@ def _progress_line(proxy: Any, traffic: Traffic, last: dict[str, float]) -> str:
         for name, breaker in snapshot.routes["inventory"].breakers.items():
             breakers.append(f"{name}:{breaker.state.value}")
     ok = sum(n for s, n in traffic.statuses.items() if s < 500)
-    return (f"  requests {traffic.sent:6d} (ok {ok}, 5xx {traffic.sent - ok}, errors "
-            f"{traffic.errors}) | /api/inventory extracted {share:5.1f}% | fallbacks "
-            f"{int(fallbacks)} | shadow match {int(matches)} mismatch {int(mismatches)}"
-            + (f" | breaker {' '.join(breakers)}" if breakers else ""))
+    return (
+        f"  requests {traffic.sent:6d} (ok {ok}, 5xx {traffic.sent - ok}, errors "
+        f"{traffic.errors}) | /api/inventory extracted {share:5.1f}% | fallbacks "
+        f"{int(fallbacks)} | shadow match {int(matches)} mismatch {int(mismatches)}"
+        + (f" | breaker {' '.join(breakers)}" if breakers else "")
+    )
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -271,23 +320,28 @@ async def _run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if args.data_dir:
             data_dir = Path(args.data_dir)
-            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240  (once, at start)
         else:
-            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="strangler-demo-")))
+            data_dir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="strangler-demo-"))
+            )
         demo = Stack(ports, data_dir, args.host)
         try:
             await demo.start()
         except OSError as exc:
             await demo.stop()
-            print(f"strangler demo: cannot start ({exc}); is a port busy? Try --port-offset 100",
-                  file=sys.stderr)
+            print(
+                f"strangler demo: cannot start ({exc}); is a port busy? Try --port-offset 100",
+                file=sys.stderr,
+            )
             return 2
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         p = ports
-        print(f"""
+        print(
+            f"""
 strangler demo is running (data in {data_dir})
   proxy         http://{args.host}:{p.proxy}/api/inventory/SKU-1001
   status page   http://127.0.0.1:{p.admin}/status
@@ -296,7 +350,9 @@ strangler demo is running (data in {data_dir})
   monolith      http://127.0.0.1:{p.monolith}   inventory http://127.0.0.1:{p.inventory}   orders http://127.0.0.1:{p.orders}
   config        {demo.config_path} (edit it: the proxy reloads it)
 Press Ctrl-C to stop.
-""", flush=True)
+""",
+            flush=True,
+        )
         try:
             if args.no_traffic:
                 await stop.wait()
@@ -308,8 +364,9 @@ Press Ctrl-C to stop.
                 print(f"\n== {stage.title}", flush=True)
                 await demo.apply(stage)
                 # The last stage waits out the breaker's open period so the probe can close it.
-                seconds = args.stage_seconds if stage is not STAGES[-1] else max(
-                    args.stage_seconds, 5.0)
+                seconds = (
+                    args.stage_seconds if stage is not STAGES[-1] else max(args.stage_seconds, 5.0)
+                )
                 deadline = time.monotonic() + seconds
                 while time.monotonic() < deadline and not stop.is_set():
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -319,9 +376,13 @@ Press Ctrl-C to stop.
                     break
             traffic.stop()
             await runner
-            print("\nMigration walked through every stage. The stack keeps running: try "
-                  f"`strangler progress --admin http://127.0.0.1:{p.admin}`; Ctrl-C to stop."
-                  if not args.exit_when_done else "\nDone.", flush=True)
+            print(
+                "\nMigration walked through every stage. The stack keeps running: try "
+                f"`strangler progress --admin http://127.0.0.1:{p.admin}`; Ctrl-C to stop."
+                if not args.exit_when_done
+                else "\nDone.",
+                flush=True,
+            )
             if not args.exit_when_done:
                 await stop.wait()
             return 0

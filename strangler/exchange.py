@@ -1,12 +1,13 @@
-"""One client request on its way through a route's pipeline: bulkhead, breaker, upstream, retry, fallback.
+"""One client request on its way through a route's pipeline: bulkhead, breaker, upstream, retry,
+fallback.
 
-The pipeline runs on callbacks. An `Exchange` is created by the client connection once the request head
-is parsed and routed; it asks the upstream pool for a connection, streams the request body to it,
-streams the response back, and decides what a failure turns into.
+The pipeline runs on callbacks. An `Exchange` is created by the client connection once the request
+head is parsed and routed; it asks the upstream pool for a connection, streams the request body to
+it, streams the response back, and decides what a failure turns into.
 
 Theory of operation:
-- An attempt takes, in order, a bulkhead slot of the upstream, a breaker permit of (route, upstream) and
-  a pooled connection. Each is returned exactly once, when the attempt ends (`_end_attempt`).
+- An attempt takes, in order, a bulkhead slot of the upstream, a breaker permit of (route, upstream)
+  and a pooled connection. Each is returned exactly once, when the attempt ends (`_end_attempt`).
 - Until the first response byte is written to the client, a failure may be retried (same upstream,
   after a jittered backoff, within the retry budget) or replayed on the fallback upstream. Both need
   the request body: bodies up to the route's buffer size are kept; a larger body cannot be replayed.
@@ -95,17 +96,17 @@ class Exchange:
         "loop",
         "method",
         "pending",
+        "request_id",
         "response_bytes",
+        "response_extra",
         "response_framing",
         "route",
+        "sent_any",
         "shadow",
         "start",
         "status",
-        "upstream",
-        "request_id",
-        "response_extra",
-        "sent_any",
         "upgrade",
+        "upstream",
     )
 
     def __init__(

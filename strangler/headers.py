@@ -18,8 +18,8 @@ import re
 from collections.abc import Iterable
 
 __all__ = [
-    "HOP_BY_HOP",
     "FORWARDING",
+    "HOP_BY_HOP",
     "RESPONSE_DROPPED",
     "connection_tokens",
     "has_ctl",

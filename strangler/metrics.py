@@ -8,6 +8,7 @@ The request path touches only pre-bound children and one small dict lookup per r
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -90,7 +91,9 @@ class Metrics:
             registry=r,
         )
         self.route_stage = Gauge(
-            "strangler_route_stage", "1 for each route's migration stage.", ["route", "stage"],
+            "strangler_route_stage",
+            "1 for each route's migration stage.",
+            ["route", "stage"],
             registry=r,
             multiprocess_mode="livemax",
         )
@@ -117,7 +120,10 @@ class Metrics:
             registry=r,
         )
         self.build_info = Gauge(
-            "strangler_build_info", "Build information.", ["version"], registry=r,
+            "strangler_build_info",
+            "Build information.",
+            ["version"],
+            registry=r,
             multiprocess_mode="max",
         )
         self.build_info.labels(__version__).set(1)
@@ -145,10 +151,8 @@ class Metrics:
 
 
 def _remove(metric: Gauge, *labels: str) -> None:
-    try:
+    with contextlib.suppress(KeyError):
         metric.remove(*labels)
-    except KeyError:
-        pass
 
 
 class UpstreamMetrics:

@@ -1,7 +1,8 @@
-"""The runtime snapshot: everything a request needs, built once per config and swapped as one reference.
+"""The runtime snapshot: everything a request needs, built once per config and swapped as one
+reference.
 
-`build_snapshot(config, previous, ...)` compiles the route table and, for each route, the objects its
-pipeline uses (upstream pools, breakers, bulkheads, retry budgets, split, shadow, bound metric
+`build_snapshot(config, previous, ...)` compiles the route table and, for each route, the objects
+its pipeline uses (upstream pools, breakers, bulkheads, retry budgets, split, shadow, bound metric
 children). State that must survive a reload is carried over from `previous`: pools and bulkheads of
 upstreams whose settings did not change, breakers of (route, upstream) pairs whose policy did not
 change, and retry budgets. Requests in flight keep the snapshot they were routed on.
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from strangler.breaker import BreakerState, CircuitBreaker
 from strangler.bulkhead import Bulkhead
-from strangler.config import Config, Role, RouteConfig, Stage, UpstreamConfig
+from strangler.config import Config, Role, RouteConfig, UpstreamConfig
 from strangler.headers import render_request_head
 from strangler.metrics import Metrics, RouteMetrics, UpstreamMetrics
 from strangler.progress import RouteProgress
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from strangler.accesslog import AccessLog
     from strangler.exchange import Exchange
     from strangler.server import ClientConnection, RequestHead, _Facts
-    from strangler.shadow import ShadowRuntime, ShadowHub
+    from strangler.shadow import ShadowHub, ShadowRuntime
 
 __all__ = ["DataPlane", "RouteRuntime", "Snapshot", "UpstreamRuntime", "build_snapshot"]
 
@@ -136,8 +137,9 @@ class RouteRuntime:
         if not self._rewrites:
             return path
         rw = self.config.rewrite
-        return rewrite_path(path, prefix, strip_prefix=rw.strip_prefix,
-                            replace_prefix=rw.replace_prefix)
+        return rewrite_path(
+            path, prefix, strip_prefix=rw.strip_prefix, replace_prefix=rw.replace_prefix
+        )
 
     def render_head(self, req: RequestHead, up: UpstreamRuntime) -> bytes:
         # Rewrites describe the extracted service's paths; the monolith keeps the original ones.
@@ -145,8 +147,9 @@ class RouteRuntime:
         target = (up.base_path + path).encode("latin-1")
         if req.query:
             target += b"?" + req.query if req.query != b"?" else b"?"
-        return render_request_head(req.method, target, up.host_header, req.headers, req.extra,
-                                   req.framing)
+        return render_request_head(
+            req.method, target, up.host_header, req.headers, req.extra, req.framing
+        )
 
     def choose(
         self, facts: _Facts, client: ClientConnection
@@ -180,11 +183,13 @@ class RouteRuntime:
             key = facts.cookie(sticky.set_cookie)
             if key is None:
                 key = os.urandom(12).hex()
-                extra.append((
-                    b"set-cookie",
-                    f"{sticky.set_cookie}={key}; Path=/; Max-Age={sticky.cookie_max_age}; "
-                    "HttpOnly; SameSite=Lax".encode(),
-                ))
+                extra.append(
+                    (
+                        b"set-cookie",
+                        f"{sticky.set_cookie}={key}; Path=/; Max-Age={sticky.cookie_max_age}; "
+                        "HttpOnly; SameSite=Lax".encode(),
+                    )
+                )
         if key is None:
             key = client.peer
         return self.upstreams[split.choose(bucket_of(key, sticky.salt))], extra
@@ -238,18 +243,31 @@ def build_snapshot(
     upstreams: dict[str, UpstreamRuntime] = {}
     for name, up in config.upstreams.items():
         old = old_ups.get(name)
-        same_conn = old is not None and (old.config.host, old.config.port, old.config.pool_size,
-                                          old.config.connect_timeout) == (
-            up.host, up.port, up.pool_size, up.connect_timeout)
-        pool = old.pool if old is not None and same_conn else UpstreamPool(
-            up.host, up.port, max_idle=up.pool_size, connect_timeout=up.connect_timeout)
+        same_conn = old is not None and (
+            old.config.host,
+            old.config.port,
+            old.config.pool_size,
+            old.config.connect_timeout,
+        ) == (up.host, up.port, up.pool_size, up.connect_timeout)
+        pool = (
+            old.pool
+            if old is not None and same_conn
+            else UpstreamPool(
+                up.host, up.port, max_idle=up.pool_size, connect_timeout=up.connect_timeout
+            )
+        )
         if old is not None and old.config.bulkhead == up.bulkhead:
             bulkhead = old.bulkhead
         else:
-            bulkhead = (Bulkhead(up.bulkhead.max_concurrent, up.bulkhead.max_waiting)
-                        if up.bulkhead else None)
+            bulkhead = (
+                Bulkhead(up.bulkhead.max_concurrent, up.bulkhead.max_waiting)
+                if up.bulkhead
+                else None
+            )
         budget = old.retry_budget if old is not None else RetryBudget(20.0, 3)
-        upstreams[name] = UpstreamRuntime(up, pool, bulkhead, budget, UpstreamMetrics(metrics, name))
+        upstreams[name] = UpstreamRuntime(
+            up, pool, bulkhead, budget, UpstreamMetrics(metrics, name)
+        )
 
     old_routes = previous.routes if previous else {}
     routes: dict[str, RouteRuntime] = {}
@@ -274,19 +292,23 @@ def build_snapshot(
                 if old_breaker is not None and old_breaker.policy == route.breaker:
                     breakers[up_name] = old_breaker
                 else:
-                    breakers[up_name] = _new_breaker(route.name, up_name, route, clock, on_breaker,
-                                                     metrics)
+                    breakers[up_name] = _new_breaker(
+                        route.name, up_name, route, clock, on_breaker, metrics
+                    )
         progress = old_route.progress if old_route else RouteProgress(clock)
-        rt = RouteRuntime(route, upstreams, breakers, RouteMetrics(metrics, route.name, roles),
-                          progress)
-        if old_route is not None and (old_route.retry.budget_percent,
-                                      old_route.retry.min_retry_concurrency) == (
-                route.retry.budget_percent, route.retry.min_retry_concurrency):
+        rt = RouteRuntime(
+            route, upstreams, breakers, RouteMetrics(metrics, route.name, roles), progress
+        )
+        if old_route is not None and (
+            old_route.retry.budget_percent,
+            old_route.retry.min_retry_concurrency,
+        ) == (route.retry.budget_percent, route.retry.min_retry_concurrency):
             rt.retry_budget = old_route.retry_budget
         rt.max_body_bytes = route.max_body_bytes or config.limits.max_body_bytes
         if route.shadow is not None and shadow_hub is not None:
-            rt.shadow = shadow_hub.runtime_for(rt, upstreams[route.shadow.upstream],
-                                               old_route.shadow if old_route else None)
+            rt.shadow = shadow_hub.runtime_for(
+                rt, upstreams[route.shadow.upstream], old_route.shadow if old_route else None
+            )
         routes[route.name] = rt
         if route is not config.default_route:
             entries.append(RouteEntry(route.name, route.matcher, rt))
@@ -413,8 +435,19 @@ class DataPlane:
         self, status: int, error: str, kind: str | None, peer: str, request_id: bytes
     ) -> None:
         self.metrics.client_errors.labels(str(status), kind or error).inc()
-        self.access.log(request_id.decode("ascii", "replace"), None, None, None, None, status,
-                        None, None, peer, None, kind or error)
+        self.access.log(
+            request_id.decode("ascii", "replace"),
+            None,
+            None,
+            None,
+            None,
+            status,
+            None,
+            None,
+            peer,
+            None,
+            kind or error,
+        )
 
     def count_timeout(self, kind: str) -> None:
         self.metrics.client_errors.labels("408", f"{kind}_timeout").inc()

@@ -1,4 +1,5 @@
-"""The client half of the data plane: one asyncio Protocol per client connection, parsed by httptools.
+"""The client half of the data plane: one asyncio Protocol per client connection, parsed by
+httptools.
 
 A `ClientConnection` parses requests, enforces the edge limits and timeouts, routes each request on
 the runtime snapshot current when its head completed, hands it to an `Exchange`, and writes the
@@ -15,10 +16,11 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
@@ -133,6 +135,7 @@ class ClientConnection(asyncio.Protocol):
         self.close_after_response = False
         self.out: list[bytes] = []  # response bytes of the current upstream read (flush_out)
         self.upgrading = False  # a WebSocket upgrade is waiting for the upstream's answer
+        self.tunnel_conn: UpstreamConnection | None = None
         self.tunnel_pending = b""
         plane.connections.add(self)
 
@@ -145,10 +148,8 @@ class ClientConnection(asyncio.Protocol):
             self.peer = str(peer[0])
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         self._set_deadline("idle", self.plane.limits.header_timeout)
 
     def data_received(self, data: bytes) -> None:
@@ -192,7 +193,7 @@ class ClientConnection(asyncio.Protocol):
             current.abandon()
             self.plane.record_abandoned(current)
         self.queue.clear()
-        tunnel = getattr(self, "tunnel_conn", None)
+        tunnel = self.tunnel_conn
         if tunnel is not None:
             # A WebSocket tunnel ends on both sides when the client goes away.
             self.tunnel_conn = None
@@ -243,9 +244,14 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.head_bytes = 0
-        head = (self.parser.get_method(), self.url, self.raw_headers,
-                self.parser.get_http_version(), self.parser.should_keep_alive(),
-                self.parser.should_upgrade())
+        head = (
+            self.parser.get_method(),
+            self.url,
+            self.raw_headers,
+            self.parser.get_http_version(),
+            self.parser.should_keep_alive(),
+            self.parser.should_upgrade(),
+        )
         if self.current is not None or self.queue:
             self.incoming = _Incoming(head)
             self.queue.append(self.incoming)
@@ -314,7 +320,9 @@ class ClientConnection(asyncio.Protocol):
         match = snapshot.table.match(facts)
         entry = match.entry
         if entry is None:
-            status, error = (405, "method_not_allowed") if match.method_mismatch else (404, "no_route")
+            status, error = (
+                (405, "method_not_allowed") if match.method_mismatch else (404, "no_route")
+            )
             self._reply_error(status, error, request_id)
             return
         route: RouteRuntime = entry.payload
@@ -381,7 +389,9 @@ class ClientConnection(asyncio.Protocol):
             exchange.shadow.on_request_complete()
         exchange.begin()
 
-    def _framing(self, raw: list[tuple[bytes, bytes]], version: object) -> tuple[str, int | None] | None:
+    def _framing(
+        self, raw: list[tuple[bytes, bytes]], version: object
+    ) -> tuple[str, int | None] | None:
         te = [v for n, v in raw if n == b"transfer-encoding"]
         cl = [v for n, v in raw if n == b"content-length"]
         rid = b"-"
@@ -422,10 +432,8 @@ class ClientConnection(asyncio.Protocol):
         return os.urandom(12).hex().encode()
 
     # ---- response writing (called by the exchange) --------------------------------------
-    def send_response_head(
-        self, ex: Exchange, status: int, raw: list[tuple[bytes, bytes]]
-    ) -> None:
-        kept, listed = hdr.filter_response_headers(raw)
+    def send_response_head(self, ex: Exchange, status: int, raw: list[tuple[bytes, bytes]]) -> None:
+        kept, _ = hdr.filter_response_headers(raw)
         if any(n.lower() == b"x-request-id" for n, _ in kept):
             kept = [(n, v) for n, v in kept if n.lower() != b"x-request-id"]  # ours is added below
         lengths = [v for n, v in raw if n.lower() == b"content-length"]
@@ -494,8 +502,15 @@ class ClientConnection(asyncio.Protocol):
         if ex.has_body and not ex.body_done:
             self.keep_alive = False  # the rest of the body is not worth reading
         self._write(
-            error_response(status, error, request_id=ex.request_id, route=route, kind=kind,
-                           extra=extra, close=not self.keep_alive)
+            error_response(
+                status,
+                error,
+                request_id=ex.request_id,
+                route=route,
+                kind=kind,
+                extra=extra,
+                close=not self.keep_alive,
+            )
         )
         self.plane.record(ex, self.peer, error=kind or error)
         self._next(ex)
@@ -527,7 +542,8 @@ class ClientConnection(asyncio.Protocol):
         self.resume_reading()
 
     def _tunnel_data(self, data: bytes) -> None:
-        self.tunnel_conn.write(data)
+        if self.tunnel_conn is not None:
+            self.tunnel_conn.write(data)
 
     def _upgrade_rest(self, rest: bytes) -> None:
         self.tunnel_pending = rest
@@ -548,7 +564,7 @@ class ClientConnection(asyncio.Protocol):
         while self.queue and self.current is None and not self.closed:
             item = self.queue.popleft()
             self._dispatch(item.head)
-            current = self.current
+            current = cast("Exchange | None", self.current)  # _dispatch may have set it
             if current is None:
                 continue
             for chunk in item.body:
@@ -588,8 +604,16 @@ class ClientConnection(asyncio.Protocol):
     ) -> None:
         if close:
             self.keep_alive = False
-        self._write(error_response(status, error, request_id=request_id, route=route, kind=kind,
-                                   close=not self.keep_alive))
+        self._write(
+            error_response(
+                status,
+                error,
+                request_id=request_id,
+                route=route,
+                kind=kind,
+                close=not self.keep_alive,
+            )
+        )
         self.plane.record_local(status, error, kind, self.peer, request_id)
         if not self.keep_alive:
             self._close(abort=False)

@@ -1,13 +1,14 @@
-"""Shadow traffic: mirror a sample of a route's requests to an extracted service and compare answers.
+"""Shadow traffic: mirror a sample of a route's requests to an extracted service and compare
+answers.
 
-The client's response always comes from the primary and is streamed as usual. A mirrored copy is sent
-once the request body is complete, on the shadow upstream's own connection pool, and its answer is
-captured into memory (up to `capture_bytes`). When both the primary's and the shadow's answers are in,
-`strangler.diff.compare` runs and the result is counted and, on a mismatch, stored.
+The client's response always comes from the primary and is streamed as usual. A mirrored copy is
+sent once the request body is complete, on the shadow upstream's own connection pool, and its answer
+is captured into memory (up to `capture_bytes`). When both the primary's and the shadow's answers
+are in, `strangler.diff.compare` runs and the result is counted and, on a mismatch, stored.
 
 Invariants:
-- the shadow can never delay, fail or change the primary response: nothing here writes to the client,
-  every shadow failure ends in this module, and the primary never waits for the shadow;
+- the shadow can never delay, fail or change the primary response: nothing here writes to the
+  client, every shadow failure ends in this module, and the primary never waits for the shadow;
 - at most `max_in_flight` shadow requests per route are outstanding; above it new ones are dropped
   and counted; bodies over `max_body_bytes` are not mirrored and counted as skipped;
 - a request carrying the shadow marker is never mirrored again (loop guard);
@@ -66,7 +67,9 @@ class ShadowHub:
         pool = self.pools.get(key)
         if pool is None:
             pool = self.pools[key] = UpstreamPool(
-                up.config.host, up.config.port, max_idle=16,
+                up.config.host,
+                up.config.port,
+                max_idle=16,
                 connect_timeout=up.config.connect_timeout,
             )
         return pool
@@ -319,8 +322,12 @@ class ShadowCapture:
             target += b"?" + req.query
         framing = b"content-length: " + str(len(body)).encode() + b"\r\n" if body else b""
         head = render_request_head(
-            req.method, target, up.host_header, req.headers,
-            [*req.extra, (SHADOW_MARKER, b"1")], framing,
+            req.method,
+            target,
+            up.host_header,
+            req.headers,
+            [*req.extra, (SHADOW_MARKER, b"1")],
+            framing,
         )
         loop = self.ex.loop
         timer = loop.call_later(settings.timeout, lambda: self._timeout(collector))
@@ -364,8 +371,12 @@ class ShadowCapture:
             return
         rt = self.rt
         policy = rt.settings.compare
-        primary = _captured(self.primary_status, self.primary_headers,
-                            b"".join(self.primary_body), self.primary_truncated)
+        primary = _captured(
+            self.primary_status,
+            self.primary_headers,
+            b"".join(self.primary_body),
+            self.primary_truncated,
+        )
         noise = rt.hub.noise_for(rt.route.name)
         second = self.second
         if second is not None and second.error is None:
@@ -397,4 +408,6 @@ class ShadowCapture:
 
 
 def mismatch_json(hub: ShadowHub, route: str | None, limit: int) -> list[dict[str, object]]:
-    return [json.loads(json.dumps(r.to_json(), default=str)) for r in hub.store.recent(route, limit)]
+    return [
+        json.loads(json.dumps(r.to_json(), default=str)) for r in hub.store.recent(route, limit)
+    ]

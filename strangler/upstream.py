@@ -1,9 +1,10 @@
-"""Pooled HTTP/1.1 connections to one upstream, driven by callbacks (the upstream half of the data plane).
+"""Pooled HTTP/1.1 connections to one upstream, driven by callbacks (the upstream half of the data
+plane).
 
-One `UpstreamConnection` (an asyncio Protocol with an httptools response parser) carries one request at
-a time and reports to a `ResponseSink`: the response head, body chunks, the end, or a failure with
-its kind (`refused`, `reset`, `timeout`, `malformed`). The pool keeps idle keep-alive connections and
-opens new ones on demand.
+One `UpstreamConnection` (an asyncio Protocol with an httptools response parser) carries one request
+at a time and reports to a `ResponseSink`: the response head, body chunks, the end, or a failure
+with its kind (`refused`, `reset`, `timeout`, `malformed`). The pool keeps idle keep-alive
+connections and opens new ones on demand.
 
 Invariants:
 - a connection goes back to the pool only after its response was read to its exact end, with
@@ -17,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Callable
 from typing import Protocol
@@ -41,13 +43,13 @@ class ResponseSink(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
-        "_headers",
         "_head_request",
+        "_headers",
+        "_length_unknown",
         "_name",
         "_parser",
         "_pool",
         "_status",
-        "_length_unknown",
         "broken",
         "closed",
         "head_seen",
@@ -78,10 +80,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -145,8 +145,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._status = status
         self.head_seen = True
         headers, self._headers = self._headers, []
-        self._length_unknown = not self._head_request and status not in (204, 304) and not any(
-            n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers
+        self._length_unknown = (
+            not self._head_request
+            and status not in (204, 304)
+            and not any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers)
         )
         if self.sink is not None:
             self.sink.on_upstream_head(self, status, headers)
@@ -308,10 +310,8 @@ class UpstreamPool:
 
     def _forget(self, conn: UpstreamConnection) -> None:
         self._all.discard(conn)
-        try:
+        with contextlib.suppress(ValueError):
             self._idle.remove(conn)
-        except ValueError:
-            pass
 
     def close(self) -> None:
         self.closed = True

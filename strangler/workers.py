@@ -7,9 +7,9 @@ when all workers have exited after a stop signal.
 
 Metrics stay correct when scraped: the parent points `PROMETHEUS_MULTIPROC_DIR` at a fresh directory
 before the workers start, every worker writes its values there, and `/metrics` on any worker (the
-admin port is shared too) aggregates all of them (prometheus_client's multiprocess mode: counters and
-histograms are summed; route stage, weight and build info report the maximum; breaker states are per
-worker, with a `pid` label, since breakers are per process).
+admin port is shared too) aggregates all of them (prometheus_client's multiprocess mode: counters
+and histograms are summed; route stage, weight and build info report the maximum; breaker states are
+per worker, with a `pid` label, since breakers are per process).
 """
 
 from __future__ import annotations
@@ -28,8 +28,15 @@ __all__ = ["run_workers"]
 
 
 def _worker_command(args: argparse.Namespace) -> list[str]:
-    cmd = [sys.executable, "-m", "strangler.cli", "serve", "--config", str(args.config),
-           "--reuse-port"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "strangler.cli",
+        "serve",
+        "--config",
+        str(args.config),
+        "--reuse-port",
+    ]
     if args.log_level:
         cmd += ["--log-level", args.log_level]
     if args.log_format:
@@ -85,11 +92,12 @@ def run_workers(args: argparse.Namespace) -> int:
                 if code is None:
                     continue
                 del workers[pid]
-                multiprocess.mark_process_dead(pid, metrics_dir)
+                multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
                 if stopping:
                     continue
                 failures_at = [t for t in failures_at if t > time.monotonic() - 10] + [
-                    time.monotonic()]
+                    time.monotonic()
+                ]
                 if code == 2 or len(failures_at) > 5:
                     exit_code = code or 1
                     # 2: the worker refused to start (bad config, port in use): do not loop.

@@ -78,8 +78,9 @@ async def start_proxy(
     path = tmp_path / f"strangler-{free_port()}.yaml"
     path.write_text(text)
     access = io.StringIO()
-    proxy = Proxy(path, registry=CollectorRegistry(), access_stream=access,
-                  admin_token=admin_token, **kwargs)
+    proxy = Proxy(
+        path, registry=CollectorRegistry(), access_stream=access, admin_token=admin_token, **kwargs
+    )
     await proxy.start()
     return ProxyHandle(proxy, path, access)
 

@@ -48,8 +48,9 @@ async def test_demo_stack_routes_to_each_upstream(tmp_path: Path) -> None:
                 assert resp.status == 200
                 assert resp.headers["X-Served-By"].startswith("inventory-service")
             # The orders service, forced with the tester override of the canary route.
-            async with session.get(base + "/api/orders",
-                                   headers={"X-Strangler-Upstream": "orders"}) as resp:
+            async with session.get(
+                base + "/api/orders", headers={"X-Strangler-Upstream": "orders"}
+            ) as resp:
                 assert resp.status == 200
                 assert resp.headers["X-Served-By"].startswith("orders-service")
             # The fault stage: the inventory service is down, the monolith answers as fallback.
@@ -65,9 +66,17 @@ async def test_demo_stack_routes_to_each_upstream(tmp_path: Path) -> None:
 async def test_demo_command_starts_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     offset = _offset()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "strangler.cli", "demo", "--no-traffic",
-        "--port-offset", str(offset), "--data-dir", str(tmp_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "strangler.cli",
+        "demo",
+        "--no-traffic",
+        "--port-offset",
+        str(offset),
+        "--data-dir",
+        str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None

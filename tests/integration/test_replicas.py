@@ -28,8 +28,15 @@ def _app(name: str) -> web.Application:
 
 async def _serve(config: Path, *extra: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "strangler.cli", "serve", "--config", str(config),
-        "--log-level", "warning", *extra,
+        sys.executable,
+        "-m",
+        "strangler.cli",
+        "serve",
+        "--config",
+        str(config),
+        "--log-level",
+        "warning",
+        *extra,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
@@ -124,13 +131,17 @@ async def test_workers_share_the_port_and_metrics_add_up(tmp_path: Path) -> None
         statuses: dict[int, int] = {}
         for _ in range(200):
             # A fresh connection each time, so the kernel spreads them over both workers.
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"http://127.0.0.1:{port}/plain") as r:
-                    statuses[r.status] = statuses.get(r.status, 0) + 1
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{port}/plain") as r,
+            ):
+                statuses[r.status] = statuses.get(r.status, 0) + 1
         assert statuses == {200: 200}
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{admin}/metrics") as r:
-                text = await r.text()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{admin}/metrics") as r,
+        ):
+            text = await r.text()
         totals = [
             float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()
@@ -140,7 +151,8 @@ async def test_workers_share_the_port_and_metrics_add_up(tmp_path: Path) -> None
         # Breaker-less config, but every worker reports its own process in multiprocess mode.
         assert "strangler_build_info" in text
         workers = await asyncio.create_subprocess_exec(
-            "pgrep", "-f", "--", f"--config {path} --reuse-port", stdout=asyncio.subprocess.PIPE)
+            "pgrep", "-f", "--", f"--config {path} --reuse-port", stdout=asyncio.subprocess.PIPE
+        )
         out, _ = await workers.communicate()
         assert len(out.split()) == 2
     finally:
@@ -149,6 +161,7 @@ async def test_workers_share_the_port_and_metrics_add_up(tmp_path: Path) -> None
         await orders_runner.cleanup()
     # No orphaned worker is left behind.
     check = await asyncio.create_subprocess_exec(
-        "pgrep", "-f", "--", f"--config {path} --reuse-port", stdout=asyncio.subprocess.PIPE)
+        "pgrep", "-f", "--", f"--config {path} --reuse-port", stdout=asyncio.subprocess.PIPE
+    )
     out, _ = await check.communicate()
     assert out.split() == []
