@@ -64,6 +64,7 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     proxy = _proxy(request)
+    proxy.metrics.flush()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # `serve --workers N`: aggregate every worker's values (see strangler.workers).
         registry = CollectorRegistry()

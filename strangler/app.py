@@ -148,6 +148,7 @@ class Proxy:
         self.reload_history: list[dict[str, Any]] = []
         self._watch_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+        self._flush_handle: asyncio.TimerHandle | None = None
         self.port = 0
         self.admin_port = 0
 
@@ -209,6 +210,7 @@ class Proxy:
         if server is not None and server.sockets:
             self.admin_port = server.sockets[0].getsockname()[1]
         self._watch_task = loop.create_task(self._watch())
+        self._flush_metrics()
         self.ready = True
         self.logger.info(
             "strangler.started",
@@ -232,6 +234,13 @@ class Proxy:
                 "aiohttp's C parser is not available; the pure-Python parser has had request "
                 "smuggling advisories. Pass --allow-pure-python-parser to run anyway."
             ) from None
+
+    def _flush_metrics(self) -> None:
+        """Per-request counts are batched (RouteMetrics); a scrape flushes them, and so does
+        this tick, for scrapes answered by another worker under --workers."""
+        self.metrics.flush()
+        if not self.stopping:
+            self._flush_handle = asyncio.get_running_loop().call_later(1.0, self._flush_metrics)
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -267,6 +276,9 @@ class Proxy:
             for up in self.snapshot.upstreams.values():
                 up.pool.close()
         self.shadow.close()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self.metrics.flush()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
         self.access.close()

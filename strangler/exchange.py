@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from strangler.headers import render_response_head
@@ -77,7 +78,6 @@ class Exchange:
         "_in_budget",
         "_permit",
         "_retry_held",
-        "_timer",
         "_waiting_bulkhead",
         "attempt_start",
         "attempts",
@@ -155,7 +155,6 @@ class Exchange:
         self._permit: int | None = None
         self._bulkhead_up: UpstreamRuntime | None = None
         self._waiting_bulkhead: object | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._backoff_handle: asyncio.TimerHandle | None = None
         self._canceller: object | None = None
         self._in_budget = False  # counted in the route's retry budget as a request in flight
@@ -274,7 +273,6 @@ class Exchange:
         self._failed(kind, response_started=False)
 
     def _on_timeout(self) -> None:
-        self._timer = None
         if self._canceller is not None:
             self._canceller()  # type: ignore[operator]
             self._canceller = None
@@ -459,14 +457,12 @@ class Exchange:
             if up.bulkhead is not None:
                 up.bulkhead.release()
 
-    def _arm(self, delay: float, callback: object) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(delay, callback)  # type: ignore[arg-type]
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        # The client connection's single timer carries this deadline (see arm_exchange).
+        self.client.arm_exchange(self, self.loop.time() + delay, callback)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.client.disarm_exchange(self)
 
     def _release_retry(self) -> None:
         if self._retry_held:

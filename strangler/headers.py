@@ -187,3 +187,126 @@ def without_cookie(headers: list[tuple[bytes, bytes]], name: bytes) -> list[tupl
                 continue
         out.append((header, value))
     return out
+
+
+# ---- one-pass scans for the hot path ----------------------------------------------------------
+# The request scan sorts each header once: the few the proxy acts on are collected, the rest kept
+# or dropped by one set lookup, so a request costs one loop over its headers.
+_REQUEST_SPECIAL = {
+    b"host": 0,
+    b"content-length": 1,
+    b"transfer-encoding": 2,
+    b"connection": 3,
+    b"expect": 4,
+    b"upgrade": 5,
+}
+_STANDARD_CONNECTION_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
+
+
+def request_drop_set(*, trust_forwarded: bool) -> frozenset[bytes]:
+    """Header names a request never forwards (besides Connection-listed and underscore names)."""
+    drop = HOP_BY_HOP | {b"x-forwarded-for"}
+    if not trust_forwarded:
+        drop |= FORWARDING
+    return frozenset(drop)
+
+
+class RequestScan:
+    """What one pass over a request's headers found (see `scan_request`)."""
+
+    __slots__ = ("connection", "expect", "hosts", "kept", "lengths", "request_id", "te", "upgrade")
+
+    def __init__(self) -> None:
+        self.kept: list[tuple[bytes, bytes]] = []
+        self.hosts: list[bytes] = []
+        self.lengths: list[bytes] = []
+        self.te: list[bytes] = []
+        self.connection: list[bytes] = []
+        self.expect: bytes | None = None
+        self.upgrade: bytes | None = None
+        self.request_id: bytes | None = None
+
+
+def scan_request(
+    raw: list[tuple[bytes, bytes]], drop: frozenset[bytes], request_id_name: bytes
+) -> RequestScan:
+    """One pass over lower-cased request headers: the kept end-to-end ones and the special ones.
+
+    The same rules as `filter_request_headers`: hop-by-hop, forwarding (per `drop`), underscore
+    and `x-strangler-*` names are not kept, nor the request id header (the proxy sends its own),
+    nor (second pass, only when present) names listed in Connection.
+    """
+    scan = RequestScan()
+    kept = scan.kept
+    special = _REQUEST_SPECIAL
+    for item in raw:
+        name = item[0]
+        kind = special.get(name)
+        if kind is not None:
+            if kind == 0:
+                scan.hosts.append(item[1])
+            elif kind == 1:
+                scan.lengths.append(item[1])
+            elif kind == 2:
+                scan.te.append(item[1])
+            elif kind == 3:
+                scan.connection.append(item[1])
+            elif kind == 4:
+                scan.expect = item[1]
+            else:
+                scan.upgrade = item[1]
+            continue
+        if name == request_id_name:
+            if scan.request_id is None and is_valid_request_id(item[1]):
+                scan.request_id = item[1]
+            continue
+        if name in drop or b"_" in name or name.startswith(_INTERNAL_PREFIX):
+            continue
+        kept.append(item)
+    if scan.connection:
+        listed = connection_tokens(scan.connection) - _STANDARD_CONNECTION_TOKENS
+        if listed:
+            scan.kept = [item for item in kept if item[0] not in listed]
+    return scan
+
+
+_RESPONSE_SPECIAL = {
+    b"content-length": 0,
+    b"transfer-encoding": 1,
+    b"connection": 2,
+    b"x-request-id": 3,
+}
+
+
+def scan_response(
+    raw: list[tuple[bytes, bytes]],
+) -> tuple[list[tuple[bytes, bytes]], bytes | None, bool]:
+    """One pass over an upstream response's headers: kept headers (names as sent), the first
+    Content-Length and whether Transfer-Encoding was present. Hop-by-hop headers, names listed in
+    Connection and the upstream's X-Request-ID (the proxy returns its own) are not kept."""
+    kept: list[tuple[bytes, bytes]] = []
+    length: bytes | None = None
+    chunked = False
+    connection: list[bytes] | None = None
+    dropped = RESPONSE_DROPPED
+    special = _RESPONSE_SPECIAL
+    for item in raw:
+        lower = item[0].lower()
+        kind = special.get(lower)
+        if kind is not None:
+            if kind == 0:
+                if length is None:
+                    length = item[1]
+            elif kind == 1:
+                chunked = True
+            elif kind == 2:
+                connection = [item[1]] if connection is None else [*connection, item[1]]
+            continue
+        if lower in dropped:
+            continue
+        kept.append(item)
+    if connection is not None:
+        listed = connection_tokens(connection) - _STANDARD_CONNECTION_TOKENS
+        if listed:
+            kept = [item for item in kept if item[0].lower() not in listed]
+    return kept, length, chunked

@@ -9,9 +9,13 @@ The request path touches only pre-bound children and one small dict lookup per r
 from __future__ import annotations
 
 import contextlib
+import weakref
+from bisect import bisect_left
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 
 from strangler import __version__
 
@@ -30,7 +34,10 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._tracked: weakref.WeakSet[RouteMetrics] = weakref.WeakSet()
         r = self.registry
+        # Registered before the families, so every collection sees the pending counts.
+        r.register(_FlushFirst(self))
         self.requests = Counter(
             "strangler_requests",
             "Requests answered, by route, upstream, upstream role, method and status code.",
@@ -130,6 +137,14 @@ class Metrics:
         for result in ("success", "failure"):
             self.reloads.labels(result)
 
+    def track(self, route_metrics: RouteMetrics) -> None:
+        self._tracked.add(route_metrics)
+
+    def flush(self) -> None:
+        """Move every route's pending per-request counts into the Prometheus children."""
+        for route_metrics in list(self._tracked):
+            route_metrics.flush()
+
     def set_stages(self, routes: Iterable[tuple[str, str, float]], previous: Iterable[str]) -> None:
         """Publish each route's stage and extracted weight; drop routes that disappeared."""
         current = set()
@@ -148,6 +163,22 @@ class Metrics:
             self.breaker_state.labels(route, upstream, state).set(1 if state == new else 0)
         if old is not None:
             self.breaker_transitions.labels(route, upstream, new).inc()
+
+
+class _FlushFirst:
+    """A collector with no metrics of its own: collecting it flushes the pending counts."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = weakref.ref(metrics)
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> list[Metric]:
+        metrics = self._metrics()
+        if metrics is not None:
+            metrics.flush()
+        return []
 
 
 def _remove(metric: Gauge, *labels: str) -> None:
@@ -178,9 +209,26 @@ class UpstreamMetrics:
 
 
 class RouteMetrics:
-    """Children bound for one route; `observe` is the per-request call."""
+    """Children bound for one route; `observe` is the per-request call.
 
-    __slots__ = ("_durations", "_m", "_requests", "_retries", "name", "roles")
+    `observe` only adds to plain counters in this object (a dict increment and a bucket index);
+    `flush` moves them into the Prometheus children. `Metrics.flush` runs before every collection
+    (so a scrape is always exact) and once a second (for other workers' scrapes under
+    `--workers`). Taking prometheus_client's locks three times per request cost more than the
+    rest of the recording together.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_durations",
+        "_hist",
+        "_m",
+        "_pending",
+        "_requests",
+        "_retries",
+        "name",
+        "roles",
+    )
 
     def __init__(self, metrics: Metrics, name: str, roles: dict[str, str]) -> None:
         self._m = metrics
@@ -191,20 +239,45 @@ class RouteMetrics:
         }
         self._requests: dict[tuple[str, str, int], Counter] = {}
         self._retries = {up: metrics.retries.labels(name, up) for up in roles}
+        self._pending: dict[tuple[str, str, int], int] = {}
+        # upstream -> [count per bucket (len(_BUCKETS) + 1 for +Inf)..., sum of seconds]
+        self._hist: dict[str, list[float]] = {up: [0] * (len(_BUCKETS) + 2) for up in roles}
+        metrics.track(self)
 
     def observe(self, upstream: str, method: str, status: int, seconds: float) -> None:
         key = (upstream, method, status)
-        child = self._requests.get(key)
-        if child is None:
-            label_method = method if method in KNOWN_METHODS else "OTHER"
-            role = self.roles.get(upstream, "none")
-            child = self._requests[key] = self._m.requests.labels(
-                self.name, upstream, role, label_method, str(status)
-            )
-        child.inc()
-        hist = self._durations.get(upstream)
+        pending = self._pending
+        pending[key] = pending.get(key, 0) + 1
+        hist = self._hist.get(upstream)
         if hist is not None:
-            hist.observe(seconds)
+            hist[bisect_left(_BUCKETS, seconds)] += 1
+            hist[-1] += seconds
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for key, count in pending.items():
+            child = self._requests.get(key)
+            if child is None:
+                upstream, method, status = key
+                label_method = method if method in KNOWN_METHODS else "OTHER"
+                role = self.roles.get(upstream, "none")
+                child = self._requests[key] = self._m.requests.labels(
+                    self.name, upstream, role, label_method, str(status)
+                )
+            child.inc(count)
+        for upstream, hist in self._hist.items():
+            if not any(hist[:-1]):
+                continue
+            histogram: Any = self._durations[upstream]
+            # prometheus_client's Histogram child: one value per bucket (+Inf last) and a sum,
+            # exactly what `observe` increments (tests/unit/test_metrics.py pins this).
+            buckets = histogram._buckets
+            for index in range(len(hist) - 1):
+                if hist[index]:
+                    buckets[index].inc(hist[index])
+                    hist[index] = 0
+            histogram._sum.inc(hist[-1])
+            hist[-1] = 0.0
 
     def retried(self, upstream: str) -> None:
         child = self._retries.get(upstream)

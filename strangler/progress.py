@@ -14,15 +14,22 @@ from collections.abc import Callable
 
 __all__ = ["RouteProgress", "path_template"]
 
+_DIGIT = re.compile(r"\d")
 _ID_SEGMENT = re.compile(
     r"^(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{16,}|[A-Z]{2,5}-\d+)$"
 )
 
 
+# Templating a path costs a regex per segment; the same paths recur, so results are memoised
+# (a pure function of the path, bounded: cleared when full).
+_TEMPLATE_CACHE: dict[str, str] = {}
+_TEMPLATE_CACHE_SIZE = 4096
+
+
 def path_template(path: str) -> str:
     """Replace segments that look like identifiers with `{id}`."""
-    if not any(c.isdigit() for c in path):
+    if _DIGIT.search(path) is None:
         return path
     return "/".join("{id}" if _ID_SEGMENT.match(seg) else seg for seg in path.split("/"))
 
@@ -58,7 +65,11 @@ class RouteProgress:
         if extracted:
             bucket[0] += 1
             return
-        template = path_template(path)
+        template = _TEMPLATE_CACHE.get(path)
+        if template is None:
+            if len(_TEMPLATE_CACHE) >= _TEMPLATE_CACHE_SIZE:
+                _TEMPLATE_CACHE.clear()
+            template = _TEMPLATE_CACHE[path] = path_template(path)
         templates = self._templates
         if template in templates:
             templates[template] += 1

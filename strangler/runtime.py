@@ -11,6 +11,7 @@ change, and retry budgets. Requests in flight keep the snapshot they were routed
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from strangler.breaker import BreakerState, CircuitBreaker
 from strangler.bulkhead import Bulkhead
 from strangler.config import Config, Role, RouteConfig, UpstreamConfig
-from strangler.headers import render_request_head
+from strangler.headers import render_request_head, request_drop_set
 from strangler.metrics import Metrics, RouteMetrics, UpstreamMetrics
 from strangler.progress import RouteProgress
 from strangler.retry import RetryBudget
@@ -367,6 +368,8 @@ class DataPlane:
         self.access = access
         self.logger = logger
         self.connections: set[ClientConnection] = set()
+        self._id_prefix = os.urandom(6).hex().encode()
+        self._id_counter = itertools.count()
         self.snapshot = snapshot
         self.install(snapshot)
 
@@ -377,6 +380,11 @@ class DataPlane:
         self.head_limit = config.limits.max_request_line + config.limits.max_header_bytes
         self.trust_forwarded = config.forwarding.trust_forwarded_headers
         self.request_id_header = config.forwarding.request_id_header.lower().encode()
+        self.request_drop = request_drop_set(trust_forwarded=self.trust_forwarded)
+
+    def new_request_id(self) -> bytes:
+        """A unique id: a random per-process prefix and a counter (cheaper than urandom)."""
+        return b"%s%010x" % (self._id_prefix, next(self._id_counter))
 
     def forwarding_headers(
         self, raw: list[tuple[bytes, bytes]], host: object, peer: str, request_id: bytes

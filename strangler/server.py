@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import re
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -37,6 +38,8 @@ __all__ = ["ClientConnection", "RequestHead"]
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CHUNK_END = b"0\r\n\r\n"
 _NO_BODY_STATUS = frozenset({204, 304})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_BAD_HOST = re.compile(r"[ /\\@?#]")
 
 
 class RequestHead:
@@ -136,6 +139,9 @@ class ClientConnection(asyncio.Protocol):
         self.out: list[bytes] = []  # response bytes of the current upstream read (flush_out)
         self.upgrading = False  # a WebSocket upgrade is waiting for the upstream's answer
         self.tunnel_conn: UpstreamConnection | None = None
+        self.ex_owner: Exchange | None = None
+        self.ex_deadline = 0.0
+        self.ex_callback: Callable[[], None] | None = None
         self.tunnel_pending = b""
         plane.connections.add(self)
 
@@ -283,17 +289,17 @@ class ClientConnection(asyncio.Protocol):
                 current.request_complete()
             if self.deadline_kind == "body":
                 self._set_deadline("response", 0.0)
-            if self.current is not None:
-                self._pause()
 
     # ---- dispatch -----------------------------------------------------------------------
     def _dispatch(self, head: tuple[object, ...]) -> None:
         method_b, url, raw, version, keep_alive, upgrade = head
         assert isinstance(method_b, bytes) and isinstance(url, bytes) and isinstance(raw, list)
         self.keep_alive = bool(keep_alive)
-        self._set_deadline("response", 0.0)
+        self.deadline_kind = "response"
+        self.deadline = 0.0
         plane = self.plane
-        request_id = self._request_id(raw)
+        scan = hdr.scan_request(raw, plane.request_drop, plane.request_id_header)
+        request_id = scan.request_id or plane.new_request_id()
         method = method_b.decode("ascii")
         if version != "1.1" and version != "1.0":
             # llhttp takes "GET /" as HTTP/0.9: never forward a request the client did not frame.
@@ -307,17 +313,16 @@ class ClientConnection(asyncio.Protocol):
         except UnsafeTarget as exc:
             self._reply_error(400, "bad_request", request_id, kind=exc.reason, close=True)
             return
-        framing = self._framing(raw, version)
+        framing = self._framing(scan, version)
         if framing is None:
             return
         body_kind, length = framing
-        host = self._host(raw, target.authority)
+        host = self._host(scan.hosts, target.authority)
         if host is False:
             self._reply_error(400, "bad_request", request_id, kind="host", close=True)
             return
-        snapshot = plane.snapshot
         facts = _Facts(method, target.path, host if isinstance(host, str) else None, raw)
-        match = snapshot.table.match(facts)
+        match = plane.snapshot.table.match(facts)
         entry = match.entry
         if entry is None:
             status, error = (
@@ -331,15 +336,16 @@ class ClientConnection(asyncio.Protocol):
         if length is not None and length > route.max_body_bytes:
             self._reply_error(413, "body_too_large", request_id, route=route.name, close=True)
             return
-        websocket = bool(upgrade) and _is_websocket(raw)
-        upstream, extra_response = route.choose(facts, self)
-        connection_listed = hdr.connection_tokens(v for n, v in raw if n == b"connection")
-        kept = hdr.filter_request_headers(
-            raw,
-            # The proxy sends its own request id; a canary override header stays at the edge.
-            connection_listed | {plane.request_id_header} | route.internal_headers,
-            trust_forwarded=plane.trust_forwarded,
+        websocket = (
+            bool(upgrade)
+            and scan.upgrade is not None
+            and (scan.upgrade.strip().lower() == b"websocket")
         )
+        upstream, extra_response = route.choose(facts, self)
+        kept = scan.kept
+        if route.internal_headers:
+            # A canary override header stays at the edge.
+            kept = [item for item in kept if item[0] not in route.internal_headers]
         if route.override_cookie is not None:
             kept = hdr.without_cookie(kept, route.override_cookie)
         extra = plane.forwarding_headers(raw, host, self.peer, request_id)
@@ -351,21 +357,22 @@ class ClientConnection(asyncio.Protocol):
             out_framing = b"transfer-encoding: chunked\r\n"
         elif length:
             out_framing = b"content-length: " + str(length).encode() + b"\r\n"
-        elif method in ("POST", "PUT", "PATCH"):
+        elif method in _BODY_METHODS:
             out_framing = b"content-length: 0\r\n"
         else:
             out_framing = b""
+        query = target.query if target.has_query else b""
+        if target.has_query and not query:
+            query = b"?"
         req = RequestHead(
             method_b,
             target.path,
             route.rewrite(target.path, match.prefix),
-            target.query if target.has_query else b"",
+            query,
             kept,
             extra,
             out_framing,
         )
-        if target.has_query and not target.query:
-            req.query = b"?"
         exchange = Exchange(
             self,
             route,
@@ -381,19 +388,19 @@ class ClientConnection(asyncio.Protocol):
         self.current = exchange
         if route.shadow is not None and not websocket:
             exchange.shadow = route.shadow.begin(exchange, req, length, raw)
-        if version == "1.1" and any(
-            n == b"expect" and v.lower() == b"100-continue" for n, v in raw
+        if (
+            scan.expect is not None
+            and version == "1.1"
+            and scan.expect.strip().lower() == b"100-continue"
         ):
             self._write(_CONTINUE)
         if body_kind == "none" and exchange.shadow is not None:
             exchange.shadow.on_request_complete()
         exchange.begin()
 
-    def _framing(
-        self, raw: list[tuple[bytes, bytes]], version: object
-    ) -> tuple[str, int | None] | None:
-        te = [v for n, v in raw if n == b"transfer-encoding"]
-        cl = [v for n, v in raw if n == b"content-length"]
+    def _framing(self, scan: hdr.RequestScan, version: object) -> tuple[str, int | None] | None:
+        te = scan.te
+        cl = scan.lengths
         rid = b"-"
         if te:
             if cl or version != "1.1":
@@ -411,8 +418,7 @@ class ClientConnection(asyncio.Protocol):
             return ("length" if length else "none"), length
         return "none", None
 
-    def _host(self, raw: list[tuple[bytes, bytes]], authority: str | None) -> str | bool | None:
-        hosts = [v for n, v in raw if n == b"host"]
+    def _host(self, hosts: list[bytes], authority: str | None) -> str | bool | None:
         if len(hosts) > 1:
             return False
         if authority is not None:
@@ -420,37 +426,28 @@ class ClientConnection(asyncio.Protocol):
         if not hosts:
             return None
         value = hosts[0].decode("latin-1")
-        if not value or any(c in value for c in " /\\@?#") or not value.isprintable():
+        if not value or not value.isprintable() or _BAD_HOST.search(value) is not None:
             return False
         return value
 
-    def _request_id(self, raw: list[tuple[bytes, bytes]]) -> bytes:
-        name = self.plane.request_id_header
-        for n, v in raw:
-            if n == name and hdr.is_valid_request_id(v):
-                return v
-        return os.urandom(12).hex().encode()
-
     # ---- response writing (called by the exchange) --------------------------------------
     def send_response_head(self, ex: Exchange, status: int, raw: list[tuple[bytes, bytes]]) -> None:
-        kept, _ = hdr.filter_response_headers(raw)
-        if any(n.lower() == b"x-request-id" for n, _ in kept):
-            kept = [(n, v) for n, v in kept if n.lower() != b"x-request-id"]  # ours is added below
-        lengths = [v for n, v in raw if n.lower() == b"content-length"]
-        chunked = any(n.lower() == b"transfer-encoding" for n, _ in raw)
-        extra = [(b"x-request-id", ex.request_id), *ex.response_extra]
+        kept, length, chunked = hdr.scan_response(raw)
+        kept.append((b"x-request-id", ex.request_id))
+        if ex.response_extra:
+            kept += ex.response_extra
         if ex.fallback_reason is not None:
-            extra.append((b"x-strangler-fallback", ex.fallback_reason.encode()))
+            kept.append((b"x-strangler-fallback", ex.fallback_reason.encode()))
         framing = b""
         self.chunked_response = False
         if status == 101:
-            extra += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
+            kept += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
         elif ex.head_only or status in _NO_BODY_STATUS:
-            if lengths and status not in _NO_BODY_STATUS:
-                framing = b"content-length: " + lengths[0] + b"\r\n"
-        elif lengths and not chunked:
-            framing = b"content-length: " + lengths[0] + b"\r\n"
-        elif self.parser.get_http_version() == "1.1" and self.keep_alive:
+            if length is not None and status not in _NO_BODY_STATUS:
+                framing = b"content-length: " + length + b"\r\n"
+        elif length is not None and not chunked:
+            framing = b"content-length: " + length + b"\r\n"
+        elif self.keep_alive and self.parser.get_http_version() == "1.1":
             framing = b"transfer-encoding: chunked\r\n"
             self.chunked_response = True
         else:
@@ -458,7 +455,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.keep_alive and status != 101:
             framing += b"connection: close\r\n"
         ex.sent_any = True
-        self.out.append(hdr.render_response_head(status, kept + extra, framing))
+        self.out.append(hdr.render_response_head(status, kept, framing))
 
     def send_response_body(self, ex: Exchange, data: bytes) -> None:
         if self.chunked_response:
@@ -660,25 +657,69 @@ class ClientConnection(asyncio.Protocol):
         if delay <= 0:
             self.deadline = 0.0
             return
-        self.deadline = self.loop.time() + delay
-        if self.timer is None:
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+        self.deadline = when = self.loop.time() + delay
+        timer = self.timer
+        if timer is None or timer.when() > when:
+            self._arm_timer(when)
+
+    def arm_exchange(self, owner: Exchange, when: float, callback: Callable[[], None]) -> None:
+        """The current exchange's deadline (response or bulkhead wait), on the connection's timer.
+
+        One timer handle per connection serves every deadline: it is moved only when a deadline
+        comes earlier than it, so steady keep-alive traffic creates no handle per request.
+        """
+        self.ex_owner = owner
+        self.ex_deadline = when
+        self.ex_callback = callback
+        timer = self.timer
+        if timer is None or timer.when() > when:
+            self._arm_timer(when)
+
+    def disarm_exchange(self, owner: Exchange) -> None:
+        if self.ex_owner is owner:
+            self.ex_owner = None
+            self.ex_deadline = 0.0
+            self.ex_callback = None
+
+    def _arm_timer(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
-        if self.closed or self.deadline == 0.0:
+        if self.closed:
             return
         now = self.loop.time()
-        if now < self.deadline:
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
-            return
-        if self.deadline_kind == "header" and self.current is None:
-            self._reject(408, "request_timeout")
-        elif self.deadline_kind == "body":
-            self.plane.count_timeout("body")
-            self._reject(408, "request_timeout")
-        else:
-            self._close(abort=False)
+        callback = self.ex_callback
+        if callback is not None and now >= self.ex_deadline:
+            self.ex_owner = None
+            self.ex_deadline = 0.0
+            self.ex_callback = None
+            callback()
+            if self._gone():
+                return
+        if self.deadline and now >= self.deadline:
+            if self.deadline_kind == "header" and self.current is None:
+                self._reject(408, "request_timeout")
+            elif self.deadline_kind == "body":
+                self.plane.count_timeout("body")
+                self._reject(408, "request_timeout")
+            elif self.deadline_kind == "idle":
+                self._close(abort=False)
+            else:
+                self.deadline = 0.0
+            if self._gone():
+                return
+        pending = [d for d in (self.deadline, self.ex_deadline) if d]
+        if pending:
+            # No later than one header timeout ahead, so the next request's header deadline
+            # does not have to move the handle.
+            self._arm_timer(min(min(pending), now + self.plane.limits.header_timeout))
+
+    def _gone(self) -> bool:
+        """Whether the connection closed (a callback may have closed it; mypy cannot tell)."""
+        return self.closed
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:
@@ -691,7 +732,3 @@ class _Reject(Exception):
         super().__init__(error)
         self.status = status
         self.error = error
-
-
-def _is_websocket(raw: list[tuple[bytes, bytes]]) -> bool:
-    return any(n == b"upgrade" and v.strip().lower() == b"websocket" for n, v in raw)

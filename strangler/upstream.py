@@ -43,6 +43,7 @@ class ResponseSink(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "_head_headers",
         "_head_request",
         "_headers",
         "_length_unknown",
@@ -73,6 +74,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reused = False
         self.tunnel: Callable[[bytes], None] | None = None
         self._length_unknown = False
+        self._head_headers: list[tuple[bytes, bytes]] = []
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -145,11 +147,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._status = status
         self.head_seen = True
         headers, self._headers = self._headers, []
-        self._length_unknown = (
-            not self._head_request
-            and status not in (204, 304)
-            and not any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers)
-        )
+        # Whether the body runs until the connection closes matters only if it closes: the
+        # headers are looked at then (_parser_eof), not on every response.
+        self._length_unknown = not self._head_request and status not in (204, 304)
+        self._head_headers = headers
         if self.sink is not None:
             self.sink.on_upstream_head(self, status, headers)
         if self._head_request and self.sink is not None and status != 101:
@@ -227,7 +228,14 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is None:
             return
         self.sink = None
-        if self.head_seen and self._length_unknown:
+        if (
+            self.head_seen
+            and self._length_unknown
+            and not any(
+                n.lower() in (b"content-length", b"transfer-encoding")
+                for n, _ in self._head_headers
+            )
+        ):
             # httptools has no finish(): a body with neither length nor chunking ends at close.
             sink.on_upstream_complete()
             return

@@ -137,16 +137,22 @@ async def test_workers_share_the_port_and_metrics_add_up(tmp_path: Path) -> None
             ):
                 statuses[r.status] = statuses.get(r.status, 0) + 1
         assert statuses == {200: 200}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{admin}/metrics") as r,
-        ):
-            text = await r.text()
-        totals = [
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("strangler_requests_total{") and 'route="default"' in line
-        ]
+        # Each worker flushes its batched counts at least once a second: poll for up to 3 s.
+        totals: list[float] = []
+        for _ in range(30):
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{admin}/metrics") as r,
+            ):
+                text = await r.text()
+            totals = [
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("strangler_requests_total{") and 'route="default"' in line
+            ]
+            if sum(totals) == 200.0:
+                break
+            await asyncio.sleep(0.1)
         assert sum(totals) == 200.0
         # Breaker-less config, but every worker reports its own process in multiprocess mode.
         assert "strangler_build_info" in text
