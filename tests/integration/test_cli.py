@@ -16,14 +16,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from strangler.cli import main
-from tests.harness import echo_app, free_port, start_app
+from tests.harness import ProxyHandle, echo_app, free_port, start_app
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "routes.yaml"
@@ -261,3 +261,72 @@ def test_serve_invalid_config_exits_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert b"bad.yaml" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+async def test_progress_reports_share_stages_and_legacy_paths_from_a_running_proxy(
+    proxy_factory: Callable[..., Awaitable[ProxyHandle]],
+) -> None:
+    legacy_runner, legacy = await start_app(echo_app("legacy"))
+    orders_runner, orders = await start_app(echo_app("orders"))
+    try:
+        proxy = await proxy_factory(
+            f"""
+            upstreams:
+              legacy: {{url: "http://127.0.0.1:{legacy}", role: legacy}}
+              orders: {{url: "http://127.0.0.1:{orders}", role: extracted}}
+            routes:
+              - name: orders
+                match: {{path_prefix: /api/orders}}
+                upstream: orders
+                fallback: {{upstream: legacy}}
+            default: {{upstream: legacy}}
+            """
+        )
+        async with aiohttp.ClientSession() as session:
+            for n in range(3):
+                async with session.get(proxy.url(f"/api/orders/{n}")) as resp:
+                    assert resp.status == 200
+            for n in range(5):
+                async with session.get(proxy.url(f"/api/payments/{n + 100}")) as resp:
+                    assert resp.status == 200
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "strangler.cli",
+            "progress",
+            "--admin",
+            proxy.admin_url(""),
+            "--top",
+            "5",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+        assert proc.returncode == 0, err.decode()
+        text = out.decode()
+        # 3 of 8 requests went to the extracted service.
+        assert "traffic served by extracted services (last 5 min): 37.5%" in text
+        assert "migrated 50%" in text and "legacy 50%" in text
+        assert "5  /api/payments/{id}  (default)" in text
+        lines = [line.split() for line in text.splitlines()]
+        assert ["orders", "migrated", "100%", "100.0%"] in lines
+        assert ["default", "legacy", "0%", "0.0%"] in lines
+    finally:
+        await legacy_runner.cleanup()
+        await orders_runner.cleanup()
+
+
+async def test_progress_reports_an_unreachable_proxy_clearly() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "strangler.cli",
+        "progress",
+        "--admin",
+        f"http://127.0.0.1:{free_port()}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 1
+    assert b"cannot reach" in err and b"Traceback" not in err
