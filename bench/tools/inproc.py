@@ -1,4 +1,14 @@
-"""Per-request Python cost of the data plane, without sockets: fake transports, one loop."""
+"""The data plane's per-request Python cost, without sockets.
+
+A client connection and one pooled upstream connection per upstream run on fake transports: each
+iteration feeds one request to the client side and one response to the upstream side, through the
+real parser callbacks, routing, exchange, metrics and access log. `bench/tools/ir.sh` runs this
+under callgrind to count instructions per request (deterministic, unlike wall time on a shared VM).
+
+    python bench/tools/inproc.py CONFIG [p|x] [N] [PATH]    # p: print a cProfile table
+"""
+
+from __future__ import annotations
 
 import asyncio
 import cProfile
@@ -6,8 +16,12 @@ import io
 import pstats
 import sys
 import time
+from pathlib import Path
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 from prometheus_client import CollectorRegistry
 
 from strangler.accesslog import AccessLog
@@ -18,93 +32,99 @@ from strangler.runtime import DataPlane, build_snapshot
 from strangler.server import ClientConnection
 from strangler.upstream import UpstreamConnection
 
+BODY = (
+    b'{"id":12345,"name":"widget","price":1999,"currency":"EUR","stock":42,"tags":["a","b","c"],'
+    b'"updated_at":"2026-11-27T00:00:00Z","description":"a fixed two hundred byte JSON body"}'
+)
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Fri, 27 Nov 2026 00:00:00 GMT\r\n"
+    b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n"
+    % len(BODY)
+) + BODY
+
 
 class FakeTransport:
-    def __init__(self):
-        self.out = []
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
         self.closed = False
 
-    def write(self, d):
-        self.out.append(d)
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
 
-    def get_extra_info(self, k, default=None):
-        return ("127.0.0.1", 5555) if k == "peername" else None
+    def get_extra_info(self, key: str, default: object = None) -> object:
+        return ("127.0.0.1", 5555) if key == "peername" else None
 
-    def pause_reading(self):
+    def pause_reading(self) -> None:
         pass
 
-    def resume_reading(self):
+    def resume_reading(self) -> None:
         pass
 
-    def close(self):
+    def close(self) -> None:
         self.closed = True
 
-    def abort(self):
+    def abort(self) -> None:
         self.closed = True
 
-    def is_closing(self):
+    def is_closing(self) -> bool:
         return self.closed
 
 
-REQ = (
-    b"GET "
-    + (sys.argv[4].encode() if len(sys.argv) > 4 else b"/api/orders/7")
-    + b" HTTP/1.1\r\nHost: 127.0.0.1:18911\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
-)
-BODY = b'{"id":12345,"name":"widget","price":1999,"currency":"EUR","stock":42,"tags":["a","b","c"],"updated_at":"2026-11-27T00:00:00Z","description":"a fixed two hundred byte JSON body for benchmarks ok"}'
-RESP = (
-    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Fri, 27 Nov 2026 00:00:00 GMT\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n"
-    % len(BODY)
-    + BODY
-)
-
-
-async def main(cfg, n, profile):
+async def run(config_path: str, n: int, profile: bool, path: bytes) -> None:
+    request = b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\n\r\n"
     loop = asyncio.get_running_loop()
-    config = load_config(cfg)
+    config = load_config(config_path)
     metrics = Metrics(CollectorRegistry())
-    snap = build_snapshot(config, None, metrics, lambda *a: None, None)
+    snapshot = build_snapshot(config, None, metrics, lambda *args: None, None)
     access = AccessLog(io.StringIO(), enabled=config.logging.access.enabled)
     access.bind_loop(loop)
-    plane = DataPlane(loop, snap, metrics, access, get_logger())
+    plane = DataPlane(loop, snapshot, metrics, access, get_logger())
     client = ClientConnection(plane)
-    ct = FakeTransport()
-    client.connection_made(ct)
-    # one pooled upstream connection per upstream
-    for up in snap.upstreams.values():
-        conn = UpstreamConnection(up.pool)
-        conn.connection_made(FakeTransport())
-        up.pool.release(conn)
-    conns = [up.pool._idle[0] for up in snap.upstreams.values()]
+    client_transport = FakeTransport()
+    client.connection_made(client_transport)  # type: ignore[arg-type]
+    conns = []
+    for upstream in snapshot.upstreams.values():
+        conn = UpstreamConnection(upstream.pool)
+        conn.connection_made(FakeTransport())  # type: ignore[arg-type]
+        upstream.pool.release(conn)
+        conns.append(conn)
 
-    def one():
-        client.data_received(REQ)
-        for c in conns:
-            if c.sink is not None:
-                c.data_received(RESP)
+    def one() -> None:
+        client.data_received(request)
+        for conn in conns:
+            if conn.sink is not None:
+                conn.data_received(RESPONSE)
+        access.flush()
 
     for _ in range(300):
         one()
-    ct.out.clear()
-    pr = cProfile.Profile() if profile else None
-    t0 = time.perf_counter()
-    if pr:
-        pr.enable()
+    client_transport.out.clear()
+    profiler = cProfile.Profile() if profile else None
+    started = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
     for _ in range(n):
         one()
-    if pr:
-        pr.disable()
-    dt = time.perf_counter() - t0
-    access.flush()
-    print(f"{cfg}: {dt / n * 1e6:.2f} us/request python (n={n}), responses={len(ct.out)}")
-    if pr:
-        pstats.Stats(pr).sort_stats("tottime").print_stats(25)
+    if profiler is not None:
+        profiler.disable()
+    elapsed = time.perf_counter() - started
+    if n:
+        print(
+            f"{config_path}: {elapsed / n * 1e6:.2f} us/request, {len(client_transport.out)} "
+            "responses"
+        )
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 
 
-cfg = sys.argv[1]
-prof = len(sys.argv) > 2 and sys.argv[2] == "p"
-N = int(sys.argv[3]) if len(sys.argv) > 3 else 20000
-import uvloop
+def main() -> None:
+    config_path = sys.argv[1]
+    profile = len(sys.argv) > 2 and sys.argv[2] == "p"
+    n = int(sys.argv[3]) if len(sys.argv) > 3 else 20000
+    path = sys.argv[4].encode() if len(sys.argv) > 4 else b"/api/orders/7"
+    uvloop.install()
+    asyncio.run(run(config_path, n, profile, path))
 
-uvloop.install()
-asyncio.run(main(cfg, N, prof))
+
+if __name__ == "__main__":
+    main()
