@@ -393,5 +393,7 @@ Press Ctrl-C to stop.
 def run_demo(args: argparse.Namespace) -> int:
     from strangler.logs import configure_logging
 
-    configure_logging("warning" if not args.verbose else "info", "console")
+    # The proxy's own events (reload audit entries, breaker transitions) show each stage; the
+    # access log is off in config/demo.yaml, the progress line stands for it.
+    configure_logging("warning" if args.quiet else "info", "console")
     return asyncio.run(_run(args))
