@@ -9,9 +9,9 @@ never logged: the line holds no header values at all except the request id.
 from __future__ import annotations
 
 import asyncio
-from json.encoder import encode_basestring_ascii
 import sys
 import time
+from json.encoder import encode_basestring_ascii
 from typing import IO
 
 __all__ = ["AccessLog"]
@@ -31,6 +31,7 @@ _FIELDS = (
 )
 _KEYS = tuple(f',"{name}":' for name in _FIELDS)
 _quote = encode_basestring_ascii
+_COMMON_LEN = len(_FIELDS)
 
 
 class AccessLog:
@@ -85,6 +86,34 @@ class AccessLog:
         quote = _quote
         lines = []
         for fields in queue:
+            if len(fields) == _COMMON_LEN:
+                (rid, method, path, route, upstream, status, duration, size, client, fb, err) = (
+                    fields
+                )
+            else:
+                fb = ""  # not the common line: the general loop
+            if (
+                fb is None
+                and err is None
+                and type(rid) is str
+                and type(method) is str
+                and type(path) is str
+                and type(route) is str
+                and type(upstream) is str
+                and type(client) is str
+                and type(status) is int
+                and type(duration) is float
+                and type(size) is int
+            ):
+                # The common line (a proxied request without fallback or error), in one format:
+                # the same text as the general loop below.
+                lines.append(
+                    f'{head},"request_id":{quote(rid)},"method":{quote(method)},'
+                    f'"path":{quote(path)},"route":{quote(route)},"upstream":{quote(upstream)},'
+                    f'"status":{status!r},"duration_ms":{duration!r},"bytes":{size!r},'
+                    f'"client":{quote(client)}}}'
+                )
+                continue
             parts = [head]
             for key, value in zip(_KEYS, fields, strict=False):
                 if value is None:

@@ -312,8 +312,15 @@ class CircuitBreaker:
                 self._close()
             return
         # A current permit while not half-open can only be a closed one: OPEN issues none.
-        self._window.add(failure, slow, self._clock())
-        self._consecutive = self._consecutive + 1 if failure else 0
+        window = self._window
+        # A count window does not age: the clock is read only for a time window.
+        window.add(failure, slow, 0.0 if type(window) is _CountWindow else self._clock())
+        if failure:
+            self._consecutive += 1
+        else:
+            self._consecutive = 0
+            if window.calls < policy.minimum_calls:
+                return  # no rate is evaluated yet, and a success ends any failure streak
         if self._should_trip():
             self._open()
 

@@ -205,7 +205,7 @@ class Exchange:
             return
         self.upstream = up
         self.attempts += 1
-        self.attempt_start = self.loop.time()
+        self.attempt_start = self.start if self.attempts == 1 else self.loop.time()
         bulkhead = up.bulkhead
         if bulkhead is not None:
             if not bulkhead.try_enter():
@@ -243,12 +243,15 @@ class Exchange:
                 self._unavailable("breaker_open", retry_after=breaker.retry_after())
                 return
             self._permit = permit
-        timeout = self.route.timeout_for(up)
-        per_try = self.route.retry.per_try_timeout
+        route = self.route
+        timeout = route.timeout_for(up)
+        per_try = route.retry.per_try_timeout
         if per_try is not None and per_try < timeout:
             timeout = per_try
-        remaining = self.deadline - self.loop.time()
-        self._arm(min(timeout, max(remaining, 0.0)), self._on_timeout)
+        now = self.loop.time()
+        remaining = self.deadline - now
+        when = now + min(timeout, max(remaining, 0.0))
+        self.client.arm_exchange(self, when, self._on_timeout)
         self._canceller = up.pool.acquire(self._on_connection, self._on_connect_error)
 
     def _on_connection(self, conn: UpstreamConnection) -> None:
@@ -308,9 +311,19 @@ class Exchange:
 
     def on_upstream_complete(self) -> None:
         self.conn = None
-        failure = self._status_is_failure()
-        self._record_outcome(failure=failure)
-        self._end_attempt()
+        permit = self._permit
+        if permit is not None:
+            self._permit = None
+            breaker = self.route.breakers.get(self.upstream.name)
+            if breaker is not None:
+                breaker.record(
+                    permit,
+                    failure=self.status in breaker.policy.failure_statuses,
+                    duration=self.loop.time() - self.attempt_start,
+                )
+        # _end_attempt's disarm and retry release are part of _finish below.
+        if self._bulkhead_up is not None:
+            self._release_bulkhead()
         if self.shadow is not None:
             self.shadow.on_primary_complete()
         self._finish()
@@ -434,10 +447,6 @@ class Exchange:
         self._backoff_handle = self.loop.call_later(delay, go)
 
     # ---- bookkeeping --------------------------------------------------------------------
-    def _status_is_failure(self) -> bool:
-        breaker = self.route.breaker_for(self.upstream)
-        return breaker is not None and breaker.policy.is_failure(self.status, None)
-
     def _record_outcome(self, *, failure: bool, kind: str | None = None) -> None:
         permit = self._permit
         if permit is None:

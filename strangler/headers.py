@@ -84,6 +84,19 @@ STATUS_REASONS: dict[int, bytes] = {
 }
 
 
+_STATUS_LINES = {
+    status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, reason in STATUS_REASONS.items()
+}
+
+
+def status_line(status: int) -> bytes:
+    """`HTTP/1.1 <status> <reason>` and CRLF (the reason empty for a status without one here)."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, STATUS_REASONS.get(status, b""))
+    return line
+
+
 def connection_tokens(values: Iterable[bytes]) -> frozenset[bytes]:
     """The lower-cased header names listed in Connection header values."""
     tokens: set[bytes] = set()
@@ -129,9 +142,7 @@ def render_response_head(
     reason: bytes | None = None,
 ) -> bytes:
     """Serialise a response head for the client; `framing` ends with CRLF or is empty."""
-    if reason is None:
-        reason = STATUS_REASONS.get(status, b"")
-    parts = [b"HTTP/1.1 ", str(status).encode(), b" ", reason, b"\r\n"]
+    parts = [status_line(status) if reason is None else b"HTTP/1.1 %d %s\r\n" % (status, reason)]
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
     parts += (framing, b"\r\n")
@@ -211,20 +222,26 @@ def request_drop_set(*, trust_forwarded: bool) -> frozenset[bytes]:
     return frozenset(drop)
 
 
+_NONE: list[bytes] = []  # the shared "none seen" value of RequestScan's lists: never mutated
+_NO_HEADERS: list[tuple[bytes, bytes]] = []
+
+
 class RequestScan:
-    """What one pass over a request's headers found (see `scan_request`)."""
+    """What one pass over a request's headers found (see `scan_request`).
 
-    __slots__ = ("connection", "expect", "hosts", "kept", "lengths", "request_id", "te", "upgrade")
+    Class-level defaults, no __init__: a scan costs one small object and only the attributes a
+    request actually has. The lists default to one shared empty list that is never appended to:
+    a header seen replaces it with a new list.
+    """
 
-    def __init__(self) -> None:
-        self.kept: list[tuple[bytes, bytes]] = []
-        self.hosts: list[bytes] = []
-        self.lengths: list[bytes] = []
-        self.te: list[bytes] = []
-        self.connection: list[bytes] = []
-        self.expect: bytes | None = None
-        self.upgrade: bytes | None = None
-        self.request_id: bytes | None = None
+    kept: list[tuple[bytes, bytes]] = _NO_HEADERS  # always replaced by the scan
+    hosts: list[bytes] = _NONE
+    lengths: list[bytes] = _NONE
+    te: list[bytes] = _NONE
+    connection: list[bytes] = _NONE
+    expect: bytes | None = None
+    upgrade: bytes | None = None
+    request_id: bytes | None = None
 
 
 def scan_request(
@@ -237,20 +254,21 @@ def scan_request(
     nor (second pass, only when present) names listed in Connection.
     """
     scan = RequestScan()
-    kept = scan.kept
+    kept: list[tuple[bytes, bytes]] = []
+    scan.kept = kept
     special = _REQUEST_SPECIAL
     for item in raw:
         name = item[0]
         kind = special.get(name)
         if kind is not None:
             if kind == 0:
-                scan.hosts.append(item[1])
+                scan.hosts = [*scan.hosts, item[1]]
             elif kind == 1:
-                scan.lengths.append(item[1])
+                scan.lengths = [*scan.lengths, item[1]]
             elif kind == 2:
-                scan.te.append(item[1])
+                scan.te = [*scan.te, item[1]]
             elif kind == 3:
-                scan.connection.append(item[1])
+                scan.connection = [*scan.connection, item[1]]
             elif kind == 4:
                 scan.expect = item[1]
             else:
@@ -263,8 +281,11 @@ def scan_request(
         if name in drop or b"_" in name or name.startswith(_INTERNAL_PREFIX):
             continue
         kept.append(item)
-    if scan.connection:
-        listed = connection_tokens(scan.connection) - _STANDARD_CONNECTION_TOKENS
+    connection = scan.connection
+    if connection and (
+        len(connection) > 1 or connection[0].strip().lower() not in _STANDARD_CONNECTION_TOKENS
+    ):
+        listed = connection_tokens(connection) - _STANDARD_CONNECTION_TOKENS
         if listed:
             scan.kept = [item for item in kept if item[0] not in listed]
     return scan
@@ -276,6 +297,48 @@ _RESPONSE_SPECIAL = {
     b"connection": 2,
     b"x-request-id": 3,
 }
+_KEEP = -1
+_DROP = 4
+# Kind of a lower-cased response header name: special (0-3), dropped hop-by-hop (4); others kept.
+_RESPONSE_KIND_LOWER = {
+    **{name: _DROP for name in RESPONSE_DROPPED},
+    **_RESPONSE_SPECIAL,
+}
+
+
+def _spellings(name: bytes) -> tuple[bytes, ...]:
+    title = b"-".join(part.capitalize() for part in name.split(b"-"))
+    return (name, title, name.upper())
+
+
+# The same kinds for the usual spellings of common names, so most headers need no `lower()`.
+_RESPONSE_KIND_FAST: dict[bytes, int] = {
+    spelling: _RESPONSE_KIND_LOWER.get(name, _KEEP)
+    for name in (
+        *_RESPONSE_KIND_LOWER,
+        b"server",
+        b"date",
+        b"content-type",
+        b"cache-control",
+        b"etag",
+        b"last-modified",
+        b"vary",
+        b"set-cookie",
+        b"location",
+        b"expires",
+        b"accept-ranges",
+        b"content-encoding",
+        b"content-language",
+        b"access-control-allow-origin",
+        b"strict-transport-security",
+        b"x-content-type-options",
+        b"x-frame-options",
+        b"age",
+        b"pragma",
+    )
+    for spelling in _spellings(name)
+}
+_RESPONSE_KIND_FAST[b"ETag"] = _KEEP
 
 
 def scan_response(
@@ -288,24 +351,24 @@ def scan_response(
     length: bytes | None = None
     chunked = False
     connection: list[bytes] | None = None
-    dropped = RESPONSE_DROPPED
-    special = _RESPONSE_SPECIAL
+    fast = _RESPONSE_KIND_FAST
+    slow = _RESPONSE_KIND_LOWER
     for item in raw:
-        lower = item[0].lower()
-        kind = special.get(lower)
-        if kind is not None:
-            if kind == 0:
-                if length is None:
-                    length = item[1]
-            elif kind == 1:
-                chunked = True
-            elif kind == 2:
-                connection = [item[1]] if connection is None else [*connection, item[1]]
-            continue
-        if lower in dropped:
-            continue
-        kept.append(item)
-    if connection is not None:
+        kind = fast.get(item[0])
+        if kind is None:
+            kind = slow.get(item[0].lower(), _KEEP)
+        if kind == _KEEP:
+            kept.append(item)
+        elif kind == 0:
+            if length is None:
+                length = item[1]
+        elif kind == 1:
+            chunked = True
+        elif kind == 2:
+            connection = [item[1]] if connection is None else [*connection, item[1]]
+    if connection is not None and (
+        len(connection) > 1 or connection[0].strip().lower() not in _STANDARD_CONNECTION_TOKENS
+    ):
         listed = connection_tokens(connection) - _STANDARD_CONNECTION_TOKENS
         if listed:
             kept = [item for item in kept if item[0].lower() not in listed]

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["DataPlane", "RouteRuntime", "Snapshot", "UpstreamRuntime", "build_snapshot"]
 
 Clock = Callable[[], float]
+_NO_EXTRA: list[tuple[bytes, bytes]] = []  # shared, never mutated: response headers to add
 
 
 class UpstreamRuntime:
@@ -88,6 +89,8 @@ class RouteRuntime:
         self.name = config.name
         self.stage = config.stage
         self.primary = upstreams[config.upstream]
+        # choose()'s answer without a split, built once (its empty list is never mutated).
+        self.primary_choice = (self.primary, _NO_EXTRA)
         self.fallback = upstreams[config.fallback.upstream] if config.fallback else None
         self.fallback_buffer = config.fallback.buffer_body_bytes if config.fallback else 64 * 1024
         self.fallback_non_idempotent = bool(config.fallback and config.fallback.non_idempotent)
@@ -157,7 +160,7 @@ class RouteRuntime:
     ) -> tuple[UpstreamRuntime, list[tuple[bytes, bytes]]]:
         split = self.split
         if split is None:
-            return self.primary, []
+            return self.primary_choice
         settings = self.config.split
         assert settings is not None
         override = settings.override
@@ -170,7 +173,7 @@ class RouteRuntime:
             if value is not None:
                 forced = parse_override(value, self._override_allowed, self._override_secret)
                 if forced is not None:
-                    return self.upstreams[forced], []
+                    return self.upstreams[forced], _NO_EXTRA
         sticky = settings.sticky
         key: str | None
         extra: list[tuple[bytes, bytes]] = []
@@ -387,9 +390,16 @@ class DataPlane:
         return b"%s%010x" % (self._id_prefix, next(self._id_counter))
 
     def forwarding_headers(
-        self, raw: list[tuple[bytes, bytes]], host: object, peer: str, request_id: bytes
+        self, raw: list[tuple[bytes, bytes]], host: object, peer_b: bytes, request_id: bytes
     ) -> list[tuple[bytes, bytes]]:
-        peer_b = peer.encode()
+        """The proxy's forwarding headers and request id; `peer_b` is the client's address."""
+        if not self.trust_forwarded and isinstance(host, str):
+            return [
+                (b"x-forwarded-for", peer_b),
+                (b"x-forwarded-proto", b"http"),
+                (b"x-forwarded-host", host.encode("latin-1")),
+                (self.request_id_header, request_id),
+            ]
         extra: list[tuple[bytes, bytes]] = []
         if self.trust_forwarded:
             # The filter kept the client's -Proto/-Host and dropped its XFF, appended to here.

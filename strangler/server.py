@@ -98,12 +98,15 @@ class _Facts:
         return self._cookies.get(name)
 
 
+_Head = tuple[bytes, bytes, list[tuple[bytes, bytes]], str, bool, bool]
+
+
 class _Incoming:
     """A request parsed while an earlier one is still being answered (pipelining)."""
 
     __slots__ = ("body", "complete", "head")
 
-    def __init__(self, head: tuple[object, ...]) -> None:
+    def __init__(self, head: _Head) -> None:
         self.head = head
         self.body: list[bytes] = []
         self.complete = False
@@ -116,6 +119,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.peer = "-"
+        self.peer_b = b"-"
         self.closed = False
         self.current: Exchange | None = None
         self.queue: deque[_Incoming] = deque()
@@ -143,6 +147,8 @@ class ClientConnection(asyncio.Protocol):
         self.ex_deadline = 0.0
         self.ex_callback: Callable[[], None] | None = None
         self.tunnel_pending = b""
+        self.last_host_raw: bytes | None = None  # the last Host value validated, and its text
+        self.last_host = ""
         plane.connections.add(self)
 
     # ---- asyncio.Protocol ---------------------------------------------------------------
@@ -152,6 +158,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = str(peer[0])
+            self.peer_b = self.peer.encode()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -250,20 +257,29 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.head_bytes = 0
-        head = (
-            self.parser.get_method(),
-            self.url,
-            self.raw_headers,
-            self.parser.get_http_version(),
-            self.parser.should_keep_alive(),
-            self.parser.should_upgrade(),
-        )
+        parser = self.parser
         if self.current is not None or self.queue:
-            self.incoming = _Incoming(head)
+            self.incoming = _Incoming(
+                (
+                    parser.get_method(),
+                    self.url,
+                    self.raw_headers,
+                    parser.get_http_version(),
+                    parser.should_keep_alive(),
+                    parser.should_upgrade(),
+                )
+            )
             self.queue.append(self.incoming)
             return
         self.incoming = None
-        self._dispatch(head)
+        self._dispatch(
+            parser.get_method(),
+            self.url,
+            self.raw_headers,
+            parser.get_http_version(),
+            parser.should_keep_alive(),
+            parser.should_upgrade(),
+        )
 
     def on_body(self, body: bytes) -> None:
         self.body_seen += len(body)
@@ -291,9 +307,15 @@ class ClientConnection(asyncio.Protocol):
                 self._set_deadline("response", 0.0)
 
     # ---- dispatch -----------------------------------------------------------------------
-    def _dispatch(self, head: tuple[object, ...]) -> None:
-        method_b, url, raw, version, keep_alive, upgrade = head
-        assert isinstance(method_b, bytes) and isinstance(url, bytes) and isinstance(raw, list)
+    def _dispatch(
+        self,
+        method_b: bytes,
+        url: bytes,
+        raw: list[tuple[bytes, bytes]],
+        version: str,
+        keep_alive: bool,
+        upgrade: bool,
+    ) -> None:
         self.keep_alive = bool(keep_alive)
         self.deadline_kind = "response"
         self.deadline = 0.0
@@ -313,11 +335,22 @@ class ClientConnection(asyncio.Protocol):
         except UnsafeTarget as exc:
             self._reply_error(400, "bad_request", request_id, kind=exc.reason, close=True)
             return
-        framing = self._framing(scan, version)
-        if framing is None:
-            return
-        body_kind, length = framing
-        host = self._host(scan.hosts, target.authority)
+        body_kind: str
+        length: int | None
+        if scan.te or scan.lengths:
+            framing = self._framing(scan, version)
+            if framing is None:
+                return
+            body_kind, length = framing
+        else:
+            body_kind, length = "none", None
+        hosts = scan.hosts
+        if target.authority is None and len(hosts) == 1 and hosts[0] == self.last_host_raw:
+            host: str | bool | None = self.last_host  # the connection's usual Host, checked
+        else:
+            host = self._host(hosts, target.authority)
+            if isinstance(host, str) and target.authority is None:
+                self.last_host_raw, self.last_host = hosts[0], host
         if host is False:
             self._reply_error(400, "bad_request", request_id, kind="host", close=True)
             return
@@ -348,7 +381,7 @@ class ClientConnection(asyncio.Protocol):
             kept = [item for item in kept if item[0] not in route.internal_headers]
         if route.override_cookie is not None:
             kept = hdr.without_cookie(kept, route.override_cookie)
-        extra = plane.forwarding_headers(raw, host, self.peer, request_id)
+        extra = plane.forwarding_headers(raw, host, self.peer_b, request_id)
         if websocket:
             extra += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
         elif upgrade:
@@ -560,7 +593,7 @@ class ClientConnection(asyncio.Protocol):
         self._set_deadline("idle", self.plane.limits.idle_timeout)
         while self.queue and self.current is None and not self.closed:
             item = self.queue.popleft()
-            self._dispatch(item.head)
+            self._dispatch(*item.head)
             current = cast("Exchange | None", self.current)  # _dispatch may have set it
             if current is None:
                 continue
