@@ -120,6 +120,31 @@ class Match(Generic[T]):
 
 _OK, _FAIL_PATH, _FAIL_HOST, _FAIL_HEADER, _FAIL_COOKIE, _FAIL_METHOD = range(6)
 _ANY, _PREFIX, _CHILDREN, _EXACT, _REGEX = range(5)
+_REGEX_SPECIAL = frozenset(".^$*+?{}[]\\|()")
+
+
+def regex_directory(pattern: re.Pattern[str]) -> str | None:
+    """The literal directory (``/api/orders``) every path a regex fully matches lies under, if any.
+
+    Conservative: only a plain literal start (after an optional ``^``) counts, up to its last
+    ``/``; any alternation, case-insensitive or verbose flag gives ``None``. The trie then offers
+    the regex route only to paths under that directory, which are the only ones it can match.
+    """
+    if pattern.flags & (re.IGNORECASE | re.VERBOSE):
+        return None
+    source = pattern.pattern
+    if "|" in source:
+        return None
+    start = 1 if source.startswith("^") else 0
+    end = start
+    while end < len(source) and source[end] not in _REGEX_SPECIAL:
+        end += 1
+    if end < len(source) and source[end] in "*+?{":
+        end -= 1  # a quantifier makes the last literal character optional
+    cut = source.rfind("/", start, end)
+    if cut <= start or source[start] != "/":
+        return None
+    return source[start:cut]
 
 
 def _request_host(host: str | None) -> str | None:
@@ -159,6 +184,7 @@ class _Route(Generic[T]):
         "found",
         "headers",
         "index",
+        "index_base",
         "kind",
         "methods",
         "needs_host",
@@ -173,8 +199,10 @@ class _Route(Generic[T]):
         self.found: Match[T] = Match(entry, False, matcher.path_prefix)
         self.regex = matcher.path_regex
         self.base = ""
+        self.index_base: str | None = None  # a regex route's literal directory, for the trie
         if matcher.path_regex is not None:
             self.kind = _REGEX
+            self.index_base = regex_directory(matcher.path_regex)
         elif matcher.path is not None:
             self.kind, self.base = _EXACT, matcher.path
         elif matcher.path_prefix is None or matcher.path_prefix == "/":
@@ -325,11 +353,12 @@ def _build_trie(routes: Sequence[_Route[T]]) -> _Node[T]:
     root: _Node[T] = _Node()
     unindexed: list[_Route[T]] = []
     for route in routes:
-        if route.kind in (_ANY, _REGEX):
+        base = route.index_base if route.kind == _REGEX else route.base
+        if route.kind == _ANY or base is None:
             unindexed.append(route)
             continue
         node = root
-        for segment in route.base[1:].split("/"):
+        for segment in base[1:].split("/"):
             node = node.children.setdefault(segment, _Node())
         (node.exact if route.kind == _EXACT else node.prefixed).append(route)
     pending: list[tuple[_Node[T], list[_Route[T]]]] = [(root, unindexed)]
