@@ -432,6 +432,8 @@ class DataPlane:
         up = ex.upstream
         route.metrics.observe(up.name, ex.method, status, duration)
         route.progress.record(up.role == "extracted", ex.head.path)
+        if not self.access.enabled:
+            return
         self.access.log(
             ex.request_id.decode("ascii", "replace"),
             ex.method,

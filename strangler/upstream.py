@@ -104,8 +104,10 @@ class UpstreamConnection(asyncio.Protocol):
                 sink.on_upstream_upgrade(self, data[exc.args[0] :])
         except httptools.HttpParserError:
             self._fail("malformed")
-        # Head and body pieces parsed from this read leave in one write.
-        reader.flush_output()
+        # Head and body pieces parsed from this read leave in one write. A response that ended or
+        # failed in this read was flushed (or discarded) by its sink already.
+        if self.sink is reader:
+            reader.flush_output()
 
     def eof_received(self) -> bool | None:
         return None
@@ -129,10 +131,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.sink is not None:
             self.sink.resume_client_reading()
 
-    # httptools callbacks
-    def on_status(self, status: bytes) -> None:
-        pass
-
+    # httptools callbacks (no on_status: httptools calls only the callbacks a protocol defines)
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
 
