@@ -235,7 +235,7 @@ class Exchange:
 
     def _after_bulkhead(self) -> None:
         up = self.upstream
-        breaker = self.route.breaker_for(up)
+        breaker = self.route.breakers.get(up.name)
         if breaker is not None:
             permit = breaker.allow()
             if permit is None:
@@ -265,11 +265,12 @@ class Exchange:
             for piece in self.kept:
                 conn.write(piece)
             self.pending.clear()
-        else:
+        elif self.pending:
             for piece in self.pending:
                 conn.write(piece)
             self.pending.clear()
-        self.client.resume_reading()
+        if self.client.paused:
+            self.client.resume_reading()
 
     def _on_connect_error(self, kind: str) -> None:
         self._canceller = None
@@ -488,7 +489,8 @@ class Exchange:
         self._disarm()
         if self.shadow is not None and not self.body_done:
             self.shadow.abandon()  # answered before the body ended: nothing complete to mirror
-        self._release_retry()
+        if self._retry_held:
+            self._release_retry()
         if self._in_budget:
             self._in_budget = False
             self.route.retry_budget.request_finished()

@@ -136,6 +136,7 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.deadline_kind = "idle"
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_when = 0.0
         self.body_limit = 0
         self.body_seen = 0
         self.chunked_response = False
@@ -603,12 +604,12 @@ class ClientConnection(asyncio.Protocol):
             if item.complete and not current.done:
                 current.request_complete()
         self.upgrading = False
-        pending = getattr(self, "tunnel_pending", b"")
+        pending = self.tunnel_pending
         if pending and not self.closed:
             # A refused upgrade: the bytes after its request are the next request, not a tunnel.
             self.tunnel_pending = b""
             self.data_received(pending)
-        if not self.closed:
+        if self.paused and not self.closed:
             self.resume_reading()
 
     def _reject(self, status: int, error: str) -> None:
@@ -691,8 +692,7 @@ class ClientConnection(asyncio.Protocol):
             self.deadline = 0.0
             return
         self.deadline = when = self.loop.time() + delay
-        timer = self.timer
-        if timer is None or timer.when() > when:
+        if self.timer is None or self.timer_when > when:
             self._arm_timer(when)
 
     def arm_exchange(self, owner: Exchange, when: float, callback: Callable[[], None]) -> None:
@@ -704,8 +704,7 @@ class ClientConnection(asyncio.Protocol):
         self.ex_owner = owner
         self.ex_deadline = when
         self.ex_callback = callback
-        timer = self.timer
-        if timer is None or timer.when() > when:
+        if self.timer is None or self.timer_when > when:
             self._arm_timer(when)
 
     def disarm_exchange(self, owner: Exchange) -> None:
@@ -718,6 +717,7 @@ class ClientConnection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
         self.timer = self.loop.call_at(when, self._on_timer)
+        self.timer_when = when  # the handle's when(), without a call per request
 
     def _on_timer(self) -> None:
         self.timer = None
