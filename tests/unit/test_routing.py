@@ -14,6 +14,7 @@ from strangler.routing import (
     RouteEntry,
     RouteMatcher,
     RouteTable,
+    regex_directory,
     rewrite_path,
     unreachable_routes,
 )
@@ -481,3 +482,67 @@ def test_benchmark_match_thousand_routes(benchmark: Any) -> None:
     found = benchmark(table.match, req)
     assert found.entry is not None
     assert found.entry.name == "route-997"
+
+
+REGEX_DIRECTORY_CASES = [
+    # (id, pattern, flags, expected directory or None)
+    ("anchored-literal-dir", r"^/api/orders/\d+$", 0, "/api/orders"),
+    ("unanchored", r"/api/orders/\d+", 0, "/api/orders"),
+    ("group-after-dir", r"^/api/(orders|carts)/\d+", 0, None),  # alternation: never indexed
+    ("group-no-alternation", r"^/api/(orders)/\d+", 0, "/api"),
+    ("optional-slash", r"^/api/orders/?\d*", 0, "/api"),
+    ("optional-last-char", r"^/api/ordersx?/1", 0, "/api"),
+    ("dot-is-special", r"^/a.i/orders/\d+", 0, None),
+    ("class", r"^/api/[a-z]+/\d+", 0, "/api"),
+    ("escaped-slash", r"^/api\/orders/\d+", 0, None),
+    ("root-only", r"^/health$", 0, None),
+    ("no-leading-slash", r"^api/orders/\d+", 0, None),
+    ("ignorecase", r"^/api/orders/\d+", re.IGNORECASE, None),
+    ("inline-ignorecase", r"(?i)^/api/orders/\d+", 0, None),
+    ("verbose", r"^/api/orders/ \d+", re.VERBOSE, None),
+    ("repeat-brace", r"^/api/orders/x{2}/1", 0, "/api/orders"),
+]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "flags", "expected"),
+    [case[1:] for case in REGEX_DIRECTORY_CASES],
+    ids=[case[0] for case in REGEX_DIRECTORY_CASES],
+)
+def test_regex_directory(pattern: str, flags: int, expected: str | None) -> None:
+    assert regex_directory(re.compile(pattern, flags)) == expected
+
+
+def test_indexed_regex_routes_keep_declared_order_and_match_like_a_linear_scan() -> None:
+    routes = [
+        RouteEntry("orders-by-id", RouteMatcher(path_regex=re.compile(r"^/api/orders/\d+$")), 1),
+        RouteEntry("opt-slash", RouteMatcher(path_regex=re.compile(r"^/api/items/?\d*")), 2),
+        RouteEntry("api", RouteMatcher(path_prefix="/api"), 3),
+        RouteEntry("alt", RouteMatcher(path_regex=re.compile(r"^/(x|y)/\d+")), 4),
+        RouteEntry("cases", RouteMatcher(path_regex=re.compile(r"(?i)^/CASE/\d+")), 5),
+        RouteEntry("other", RouteMatcher(path_prefix="/"), 6),
+    ]
+    table = RouteTable.build(routes, default=None)
+    one_route_tables = [(route, single(route.matcher)) for route in routes]
+    paths = [
+        "/api/orders/7",
+        "/api/orders/x",
+        "/api/orders",
+        "/api/ordersX/7",
+        "/api/items",
+        "/api/items7",
+        "/api/items/7",
+        "/api",
+        "/x/1",
+        "/y/2",
+        "/z/3",
+        "/case/9",
+        "/CASE/9",
+        "/Case/1",
+        "/",
+        "/api/orders/7/8",
+    ]
+    for path in paths:
+        req = FakeRequest(path)
+        linear = next((r for r, t in one_route_tables if t.match(req).entry is not None), None)
+        assert table.match(req).entry == linear, path
