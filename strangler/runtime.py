@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from strangler.breaker import BreakerState, CircuitBreaker
 from strangler.bulkhead import Bulkhead
 from strangler.config import Config, Role, RouteConfig, UpstreamConfig
-from strangler.headers import render_request_head, request_drop_set
+from strangler.headers import request_drop_set
 from strangler.metrics import Metrics, RouteMetrics, UpstreamMetrics
 from strangler.progress import RouteProgress
 from strangler.retry import RetryBudget
@@ -31,7 +31,7 @@ from strangler.upstream import UpstreamPool
 if TYPE_CHECKING:
     from strangler.accesslog import AccessLog
     from strangler.exchange import Exchange
-    from strangler.server import ClientConnection, RequestHead, _Facts
+    from strangler.server import ClientConnection, RequestHead
     from strangler.shadow import ShadowHub, ShadowRuntime
 
 __all__ = ["DataPlane", "RouteRuntime", "Snapshot", "UpstreamRuntime", "build_snapshot"]
@@ -47,6 +47,7 @@ class UpstreamRuntime:
         "bulkhead_wait",
         "config",
         "host_header",
+        "host_line",
         "metrics",
         "name",
         "pool",
@@ -71,6 +72,8 @@ class UpstreamRuntime:
         self.retry_budget = retry_budget
         self.metrics = metrics
         self.host_header = config.host_header.encode("idna")
+        # The constant middle of every request head to this upstream: the version and Host line.
+        self.host_line = b" HTTP/1.1\r\nhost: " + self.host_header + b"\r\n"
         self.base_path = config.base_path
 
 
@@ -121,7 +124,7 @@ class RouteRuntime:
                 if override.secret_env:
                     self._override_secret = os.environ.get(override.secret_env) or None
         rewrite = config.rewrite
-        self._rewrites = rewrite.strip_prefix or rewrite.replace_prefix is not None
+        self.rewrites = rewrite.strip_prefix or rewrite.replace_prefix is not None
 
     # ---- per request --------------------------------------------------------------------
     def breaker_for(self, up: UpstreamRuntime) -> CircuitBreaker | None:
@@ -138,7 +141,7 @@ class RouteRuntime:
         return timeout if timeout is not None else up.config.timeout
 
     def rewrite(self, path: str, prefix: str | None) -> str:
-        if not self._rewrites:
+        if not self.rewrites:
             return path
         rw = self.config.rewrite
         return rewrite_path(
@@ -146,17 +149,24 @@ class RouteRuntime:
         )
 
     def render_head(self, req: RequestHead, up: UpstreamRuntime) -> bytes:
+        """The request head for `up` (as `headers.render_request_head`, with the upstream's
+        pre-rendered Host line)."""
         # Rewrites describe the extracted service's paths; the monolith keeps the original ones.
         path = req.rewritten if up.role == "extracted" else req.path
         target = (up.base_path + path).encode("latin-1")
-        if req.query:
-            target += b"?" + req.query if req.query != b"?" else b"?"
-        return render_request_head(
-            req.method, target, up.host_header, req.headers, req.extra, req.framing
-        )
+        query = req.query
+        if query:
+            target += b"?" + query if query != b"?" else b"?"
+        parts = [req.method_b, b" ", target, up.host_line]
+        for name, value in req.headers:
+            parts += (name, b": ", value, b"\r\n")
+        for name, value in req.extra:
+            parts += (name, b": ", value, b"\r\n")
+        parts += (req.framing, b"\r\n")
+        return b"".join(parts)
 
     def choose(
-        self, facts: _Facts, client: ClientConnection
+        self, facts: RequestHead, client: ClientConnection
     ) -> tuple[UpstreamRuntime, list[tuple[bytes, bytes]]]:
         split = self.split
         if split is None:

@@ -43,44 +43,56 @@ _BAD_HOST = re.compile(r"[ /\\@?#]")
 
 
 class RequestHead:
-    """What the proxy will send upstream, minus the upstream-specific host and path prefix."""
+    """One request as routed and forwarded: the route table's facts (method, path, host, headers,
+    cookies) and what the proxy sends upstream, minus the upstream-specific host and path prefix.
 
-    __slots__ = ("extra", "framing", "headers", "method", "path", "query", "rewritten")
+    One object per request serves both (it was two): `raw` is the client's headers as parsed
+    (names lower-cased), `headers` the end-to-end ones forwarded, `extra` the proxy's forwarding
+    headers and request id, `framing` the body framing line (empty for a bodiless request),
+    `rewritten` the path as the extracted service sees it (the route's rewrite, set once routed).
+    """
+
+    __slots__ = (
+        "_cookies",
+        "extra",
+        "framing",
+        "headers",
+        "host",
+        "method",
+        "method_b",
+        "path",
+        "query",
+        "raw",
+        "rewritten",
+    )
 
     def __init__(
         self,
-        method: bytes,
+        method_b: bytes,
+        method: str,
         path: str,
-        rewritten: str,
         query: bytes,
+        host: str | None,
+        raw: list[tuple[bytes, bytes]],
         headers: list[tuple[bytes, bytes]],
         extra: list[tuple[bytes, bytes]],
         framing: bytes,
     ) -> None:
+        self.method_b = method_b
         self.method = method
         self.path = path
-        self.rewritten = rewritten
+        self.rewritten = path
         self.query = query
+        self.host = host
+        self.raw = raw
         self.headers = headers
         self.extra = extra
         self.framing = framing
-
-
-class _Facts:
-    """Lazy request facts for the route table."""
-
-    __slots__ = ("_cookies", "_raw", "host", "method", "path")
-
-    def __init__(self, method: str, path: str, host: str | None, raw: list[tuple[bytes, bytes]]):
-        self.method = method
-        self.path = path
-        self.host = host
-        self._raw = raw
         self._cookies: dict[str, str] | None = None
 
     def header(self, name: str) -> str | None:
         key = name.encode("latin-1")
-        for n, v in self._raw:
+        for n, v in self.raw:
             if n == key:
                 return v.decode("latin-1")
         return None
@@ -88,7 +100,7 @@ class _Facts:
     def cookie(self, name: str) -> str | None:
         if self._cookies is None:
             jar: dict[str, str] = {}
-            for n, v in self._raw:
+            for n, v in self.raw:
                 if n == b"cookie":
                     for part in v.decode("latin-1").split(";"):
                         k, sep, val = part.strip().partition("=")
@@ -355,8 +367,27 @@ class ClientConnection(asyncio.Protocol):
         if host is False:
             self._reply_error(400, "bad_request", request_id, kind="host", close=True)
             return
-        facts = _Facts(method, target.path, host if isinstance(host, str) else None, raw)
-        match = plane.snapshot.table.match(facts)
+        if body_kind == "chunked":
+            out_framing = b"transfer-encoding: chunked\r\n"
+        elif length:
+            out_framing = b"content-length: " + str(length).encode() + b"\r\n"
+        elif method in _BODY_METHODS:
+            out_framing = b"content-length: 0\r\n"
+        else:
+            out_framing = b""
+        query = (target.query or b"?") if target.has_query else b""
+        req = RequestHead(
+            method_b,
+            method,
+            target.path,
+            query,
+            host if isinstance(host, str) else None,
+            raw,
+            scan.kept,
+            plane.forwarding_headers(raw, host, self.peer_b, request_id),
+            out_framing,
+        )
+        match = plane.snapshot.table.match(req)
         entry = match.entry
         if entry is None:
             status, error = (
@@ -375,38 +406,18 @@ class ClientConnection(asyncio.Protocol):
             and scan.upgrade is not None
             and (scan.upgrade.strip().lower() == b"websocket")
         )
-        upstream, extra_response = route.choose(facts, self)
-        kept = scan.kept
+        upstream, extra_response = route.choose(req, self)
         if route.internal_headers:
             # A canary override header stays at the edge.
-            kept = [item for item in kept if item[0] not in route.internal_headers]
+            req.headers = [item for item in req.headers if item[0] not in route.internal_headers]
         if route.override_cookie is not None:
-            kept = hdr.without_cookie(kept, route.override_cookie)
-        extra = plane.forwarding_headers(raw, host, self.peer_b, request_id)
+            req.headers = hdr.without_cookie(req.headers, route.override_cookie)
         if websocket:
-            extra += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
+            req.extra += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
         elif upgrade:
             self.keep_alive = False  # a refused upgrade leaves the parser in tunnel mode
-        if body_kind == "chunked":
-            out_framing = b"transfer-encoding: chunked\r\n"
-        elif length:
-            out_framing = b"content-length: " + str(length).encode() + b"\r\n"
-        elif method in _BODY_METHODS:
-            out_framing = b"content-length: 0\r\n"
-        else:
-            out_framing = b""
-        query = target.query if target.has_query else b""
-        if target.has_query and not query:
-            query = b"?"
-        req = RequestHead(
-            method_b,
-            target.path,
-            route.rewrite(target.path, match.prefix),
-            query,
-            kept,
-            extra,
-            out_framing,
-        )
+        if route.rewrites:
+            req.rewritten = route.rewrite(target.path, match.prefix)
         exchange = Exchange(
             self,
             route,

@@ -322,7 +322,7 @@ class ShadowCapture:
             target += b"?" + req.query
         framing = b"content-length: " + str(len(body)).encode() + b"\r\n" if body else b""
         head = render_request_head(
-            req.method,
+            req.method_b,
             target,
             up.host_header,
             req.headers,
@@ -338,7 +338,7 @@ class ShadowCapture:
                 conn.give_back()
                 return
             collector.conn = conn
-            conn.send(collector, head, req.method == b"HEAD")
+            conn.send(collector, head, req.method_b == b"HEAD")
             if body:
                 conn.write(body)
 
@@ -390,7 +390,7 @@ class ShadowCapture:
         record = rt.hub.store.add(
             at=time.time(),
             route=rt.route.name,
-            method=req.method.decode("ascii"),
+            method=req.method,
             path=req.path,
             query=req.query.decode("latin-1") if req.query != b"?" else "",
             request_headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in req.headers],
