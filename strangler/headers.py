@@ -342,12 +342,16 @@ _RESPONSE_KIND_FAST[b"ETag"] = _KEEP
 
 
 def scan_response(
-    raw: list[tuple[bytes, bytes]],
-) -> tuple[list[tuple[bytes, bytes]], bytes | None, bool]:
-    """One pass over an upstream response's headers: kept headers (names as sent), the first
-    Content-Length and whether Transfer-Encoding was present. Hop-by-hop headers, names listed in
-    Connection and the upstream's X-Request-ID (the proxy returns its own) are not kept."""
-    kept: list[tuple[bytes, bytes]] = []
+    status: int, raw: list[tuple[bytes, bytes]]
+) -> tuple[list[bytes], bytes | None, bool]:
+    """One pass over an upstream response's headers that also renders the client's response head.
+
+    Returns the head's parts so far (the status line and the kept headers, names as sent, each
+    line ending in CRLF: the caller adds its own headers, the framing and the final CRLF, then
+    joins), the first Content-Length, and whether Transfer-Encoding was present. Hop-by-hop
+    headers, names listed in Connection and the upstream's X-Request-ID (the proxy returns its
+    own) are not kept."""
+    parts = [status_line(status)]
     length: bytes | None = None
     chunked = False
     connection: list[bytes] | None = None
@@ -358,7 +362,7 @@ def scan_response(
         if kind is None:
             kind = slow.get(item[0].lower(), _KEEP)
         if kind == _KEEP:
-            kept.append(item)
+            parts += (item[0], b": ", item[1], b"\r\n")
         elif kind == 0:
             if length is None:
                 length = item[1]
@@ -371,5 +375,12 @@ def scan_response(
     ):
         listed = connection_tokens(connection) - _STANDARD_CONNECTION_TOKENS
         if listed:
-            kept = [item for item in kept if item[0].lower() not in listed]
-    return kept, length, chunked
+            # Rare: render again without the listed names.
+            parts = [status_line(status)]
+            for name, value in raw:
+                kind = fast.get(name)
+                if kind is None:
+                    kind = slow.get(name.lower(), _KEEP)
+                if kind == _KEEP and name.lower() not in listed:
+                    parts += (name, b": ", value, b"\r\n")
+    return parts, length, chunked

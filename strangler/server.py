@@ -477,16 +477,18 @@ class ClientConnection(asyncio.Protocol):
 
     # ---- response writing (called by the exchange) --------------------------------------
     def send_response_head(self, ex: Exchange, status: int, raw: list[tuple[bytes, bytes]]) -> None:
-        kept, length, chunked = hdr.scan_response(raw)
-        kept.append((b"x-request-id", ex.request_id))
+        # The scan renders the kept upstream headers as it classifies them: one pass.
+        parts, length, chunked = hdr.scan_response(status, raw)
+        parts += (b"x-request-id: ", ex.request_id, b"\r\n")
         if ex.response_extra:
-            kept += ex.response_extra
+            for name, value in ex.response_extra:
+                parts += (name, b": ", value, b"\r\n")
         if ex.fallback_reason is not None:
-            kept.append((b"x-strangler-fallback", ex.fallback_reason.encode()))
+            parts += (b"x-strangler-fallback: ", ex.fallback_reason.encode(), b"\r\n")
         framing = b""
         self.chunked_response = False
         if status == 101:
-            kept += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
+            parts.append(b"connection: upgrade\r\nupgrade: websocket\r\n")
         elif ex.head_only or status in _NO_BODY_STATUS:
             if length is not None and status not in _NO_BODY_STATUS:
                 framing = b"content-length: " + length + b"\r\n"
@@ -500,7 +502,8 @@ class ClientConnection(asyncio.Protocol):
         if not self.keep_alive and status != 101:
             framing += b"connection: close\r\n"
         ex.sent_any = True
-        self.out.append(hdr.render_response_head(status, kept, framing))
+        parts += (framing, b"\r\n")
+        self.out.append(b"".join(parts))
 
     def send_response_body(self, ex: Exchange, data: bytes) -> None:
         if self.chunked_response:
