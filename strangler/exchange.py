@@ -252,7 +252,11 @@ class Exchange:
         remaining = self.deadline - now
         when = now + min(timeout, max(remaining, 0.0))
         self.client.arm_exchange(self, when, self._on_timeout)
-        self._canceller = up.pool.acquire(self._on_connection, self._on_connect_error)
+        conn = up.pool.take_idle()
+        if conn is not None:
+            self._on_connection(conn)  # the common case: no callbacks bound, no canceller
+        else:
+            self._canceller = up.pool.connect(self._on_connection, self._on_connect_error)
 
     def _on_connection(self, conn: UpstreamConnection) -> None:
         self._canceller = None

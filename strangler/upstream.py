@@ -266,12 +266,28 @@ class UpstreamPool:
         on_error: Callable[[str], None],
     ) -> Callable[[], None] | None:
         """Call on_ready with a connection now (idle one) or later; returns a canceller if later."""
-        while self._idle:
-            conn = self._idle.pop()
+        conn = self.take_idle()
+        if conn is not None:
+            on_ready(conn)
+            return None
+        return self.connect(on_ready, on_error)
+
+    def take_idle(self) -> UpstreamConnection | None:
+        """An idle keep-alive connection ready for a request (marked reused), or None."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
             if not conn.closed and not conn.broken:
                 conn.reused = True
-                on_ready(conn)
-                return None
+                return conn
+        return None
+
+    def connect(
+        self,
+        on_ready: Callable[[UpstreamConnection], None],
+        on_error: Callable[[str], None],
+    ) -> Callable[[], None]:
+        """Open a new connection; on_ready or on_error is called later. Returns a canceller."""
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._connect())
         cancelled = False
