@@ -160,9 +160,7 @@ class RouteRuntime:
         parts = [req.method_b, b" ", target, up.host_line]
         for name, value in req.headers:
             parts += (name, b": ", value, b"\r\n")
-        for name, value in req.extra:
-            parts += (name, b": ", value, b"\r\n")
-        parts += (req.framing, b"\r\n")
+        parts += (req.extra, req.framing, b"\r\n")
         return b"".join(parts)
 
     def choose(
@@ -401,15 +399,16 @@ class DataPlane:
 
     def forwarding_headers(
         self, raw: list[tuple[bytes, bytes]], host: object, peer_b: bytes, request_id: bytes
-    ) -> list[tuple[bytes, bytes]]:
-        """The proxy's forwarding headers and request id; `peer_b` is the client's address."""
+    ) -> bytes:
+        """The proxy's forwarding headers and request id as rendered head lines (each ending in
+        CRLF); `peer_b` is the client's address."""
         if not self.trust_forwarded and isinstance(host, str):
-            return [
-                (b"x-forwarded-for", peer_b),
-                (b"x-forwarded-proto", b"http"),
-                (b"x-forwarded-host", host.encode("latin-1")),
-                (self.request_id_header, request_id),
-            ]
+            return (
+                b"x-forwarded-for: %s\r\n"
+                b"x-forwarded-proto: http\r\n"
+                b"x-forwarded-host: %s\r\n"
+                b"%s: %s\r\n" % (peer_b, host.encode("latin-1"), self.request_id_header, request_id)
+            )
         extra: list[tuple[bytes, bytes]] = []
         if self.trust_forwarded:
             # The filter kept the client's -Proto/-Host and dropped its XFF, appended to here.
@@ -425,7 +424,7 @@ class DataPlane:
             if isinstance(host, str):
                 extra.append((b"x-forwarded-host", host.encode("latin-1")))
         extra.append((self.request_id_header, request_id))
-        return extra
+        return b"".join([name + b": " + value + b"\r\n" for name, value in extra])
 
     # ---- recording ----------------------------------------------------------------------
     def record(

@@ -48,8 +48,9 @@ class RequestHead:
 
     One object per request serves both (it was two): `raw` is the client's headers as parsed
     (names lower-cased), `headers` the end-to-end ones forwarded, `extra` the proxy's forwarding
-    headers and request id, `framing` the body framing line (empty for a bodiless request),
-    `rewritten` the path as the extracted service sees it (the route's rewrite, set once routed).
+    headers and request id (rendered lines, each ending in CRLF), `framing` the body framing line
+    (empty for a bodiless request), `rewritten` the path as the extracted service sees it (the
+    route's rewrite, set once routed).
     """
 
     __slots__ = (
@@ -75,7 +76,7 @@ class RequestHead:
         host: str | None,
         raw: list[tuple[bytes, bytes]],
         headers: list[tuple[bytes, bytes]],
-        extra: list[tuple[bytes, bytes]],
+        extra: bytes,
         framing: bytes,
     ) -> None:
         self.method_b = method_b
@@ -413,7 +414,7 @@ class ClientConnection(asyncio.Protocol):
         if route.override_cookie is not None:
             req.headers = hdr.without_cookie(req.headers, route.override_cookie)
         if websocket:
-            req.extra += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
+            req.extra += b"connection: upgrade\r\nupgrade: websocket\r\n"
         elif upgrade:
             self.keep_alive = False  # a refused upgrade leaves the parser in tunnel mode
         if route.rewrites:

@@ -326,8 +326,8 @@ class ShadowCapture:
             target,
             up.host_header,
             req.headers,
-            [*req.extra, (SHADOW_MARKER, b"1")],
-            framing,
+            (),
+            req.extra + SHADOW_MARKER + b": 1\r\n" + framing,
         )
         loop = self.ex.loop
         timer = loop.call_later(settings.timeout, lambda: self._timeout(collector))
