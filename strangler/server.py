@@ -521,10 +521,15 @@ class ClientConnection(asyncio.Protocol):
             self._write(data)
 
     def response_complete(self, ex: Exchange) -> None:
+        out = self.out
         if self.chunked_response:
-            self.out.append(_CHUNK_END)
+            out.append(_CHUNK_END)
             self.chunked_response = False
-        self.flush_out()
+        if out:  # flush_out and _write, inline: this runs once per response
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            if self.transport is not None and not self.closed:
+                self.transport.write(data)
         self.plane.record(ex, self.peer)
         self._next(ex)
 
