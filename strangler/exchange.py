@@ -132,7 +132,8 @@ class Exchange:
         self.loop = client.loop
         self.start = self.loop.time()
         self.attempt_start = self.start
-        self.deadline = self.start + route.timeout_for(upstream)
+        timeout = route.config.timeout  # route.timeout_for(upstream), inline
+        self.deadline = self.start + (timeout if timeout is not None else upstream.config.timeout)
         self.has_body = has_body
         self.chunked_out = chunked
         self.head_only = method == "HEAD"
@@ -244,7 +245,9 @@ class Exchange:
                 return
             self._permit = permit
         route = self.route
-        timeout = route.timeout_for(up)
+        timeout = route.config.timeout  # route.timeout_for(up), inline
+        if timeout is None:
+            timeout = up.config.timeout
         per_try = route.retry.per_try_timeout
         if per_try is not None and per_try < timeout:
             timeout = per_try
@@ -490,7 +493,7 @@ class Exchange:
 
     def _finish(self) -> None:
         self.done = True
-        self._disarm()
+        self.client.disarm_exchange(self)  # _disarm, inline
         if self.shadow is not None and not self.body_done:
             self.shadow.abandon()  # answered before the body ended: nothing complete to mirror
         if self._retry_held:

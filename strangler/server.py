@@ -315,7 +315,8 @@ class ClientConnection(asyncio.Protocol):
             return
         current = self.current
         if current is not None:
-            if not current.done:
+            # A bodiless request was complete at dispatch (its shadow copy already started).
+            if current.has_body and not current.done:
                 current.request_complete()
             if self.deadline_kind == "body":
                 self._set_deadline("response", 0.0)
