@@ -28,8 +28,9 @@ from strangler.headers import render_response_head
 from strangler.retry import IDEMPOTENT_METHODS, backoff_delay, retry_decision
 
 if TYPE_CHECKING:
+    from strangler.request import RequestHead
     from strangler.runtime import RouteRuntime, UpstreamRuntime
-    from strangler.server import ClientConnection, RequestHead
+    from strangler.server import ClientConnection
     from strangler.shadow import ShadowCapture
     from strangler.upstream import UpstreamConnection
 

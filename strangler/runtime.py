@@ -31,7 +31,8 @@ from strangler.upstream import UpstreamPool
 if TYPE_CHECKING:
     from strangler.accesslog import AccessLog
     from strangler.exchange import Exchange
-    from strangler.server import ClientConnection, RequestHead
+    from strangler.request import RequestHead
+    from strangler.server import ClientConnection
     from strangler.shadow import ShadowHub, ShadowRuntime
 
 __all__ = ["DataPlane", "RouteRuntime", "Snapshot", "UpstreamRuntime", "build_snapshot"]

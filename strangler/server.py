@@ -28,6 +28,7 @@ import httptools
 from strangler import headers as hdr
 from strangler.exchange import Exchange, error_response
 from strangler.pathnorm import UnsafeTarget, normalize_target
+from strangler.request import RequestHead
 
 if TYPE_CHECKING:
     from strangler.runtime import DataPlane, RouteRuntime
@@ -40,75 +41,6 @@ _CHUNK_END = b"0\r\n\r\n"
 _NO_BODY_STATUS = frozenset({204, 304})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _BAD_HOST = re.compile(r"[ /\\@?#]")
-
-
-class RequestHead:
-    """One request as routed and forwarded: the route table's facts (method, path, host, headers,
-    cookies) and what the proxy sends upstream, minus the upstream-specific host and path prefix.
-
-    One object per request serves both (it was two): `raw` is the client's headers as parsed
-    (names lower-cased), `headers` the end-to-end ones forwarded, `extra` the proxy's forwarding
-    headers and request id (rendered lines, each ending in CRLF), `framing` the body framing line
-    (empty for a bodiless request), `rewritten` the path as the extracted service sees it (the
-    route's rewrite, set once routed).
-    """
-
-    __slots__ = (
-        "_cookies",
-        "extra",
-        "framing",
-        "headers",
-        "host",
-        "method",
-        "method_b",
-        "path",
-        "query",
-        "raw",
-        "rewritten",
-    )
-
-    def __init__(
-        self,
-        method_b: bytes,
-        method: str,
-        path: str,
-        query: bytes,
-        host: str | None,
-        raw: list[tuple[bytes, bytes]],
-        headers: list[tuple[bytes, bytes]],
-        extra: bytes,
-        framing: bytes,
-    ) -> None:
-        self.method_b = method_b
-        self.method = method
-        self.path = path
-        self.rewritten = path
-        self.query = query
-        self.host = host
-        self.raw = raw
-        self.headers = headers
-        self.extra = extra
-        self.framing = framing
-        self._cookies: dict[str, str] | None = None
-
-    def header(self, name: str) -> str | None:
-        key = name.encode("latin-1")
-        for n, v in self.raw:
-            if n == key:
-                return v.decode("latin-1")
-        return None
-
-    def cookie(self, name: str) -> str | None:
-        if self._cookies is None:
-            jar: dict[str, str] = {}
-            for n, v in self.raw:
-                if n == b"cookie":
-                    for part in v.decode("latin-1").split(";"):
-                        k, sep, val = part.strip().partition("=")
-                        if sep and k not in jar:
-                            jar[k] = val
-            self._cookies = jar
-        return self._cookies.get(name)
 
 
 _Head = tuple[bytes, bytes, list[tuple[bytes, bytes]], str, bool, bool]

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from strangler.config import ShadowSettings
     from strangler.exchange import Exchange
     from strangler.metrics import Metrics
+    from strangler.request import RequestHead
     from strangler.runtime import RouteRuntime, UpstreamRuntime
-    from strangler.server import RequestHead
 
 __all__ = ["SHADOW_MARKER", "ShadowCapture", "ShadowHub", "ShadowRuntime"]
 
