@@ -19,12 +19,10 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from strangler.headers import render_response_head
 from strangler.retry import IDEMPOTENT_METHODS, backoff_delay, retry_decision
 
 if TYPE_CHECKING:
@@ -34,39 +32,10 @@ if TYPE_CHECKING:
     from strangler.shadow import ShadowCapture
     from strangler.upstream import UpstreamConnection
 
-__all__ = ["Exchange", "error_response"]
+__all__ = ["Exchange"]
 
 _FAILURE_STATUS = {"refused": 502, "reset": 502, "malformed": 502, "timeout": 504}
 _CHUNK_END = b"0\r\n\r\n"
-
-
-def error_response(
-    status: int,
-    error: str,
-    *,
-    request_id: bytes,
-    route: str | None = None,
-    kind: str | None = None,
-    extra: list[tuple[bytes, bytes]] | None = None,
-    close: bool = False,
-) -> bytes:
-    """A small JSON error the proxy itself generates; it never echoes the request."""
-    payload: dict[str, object] = {"error": error, "status": status}
-    if route is not None:
-        payload["route"] = route
-    if kind is not None:
-        payload["kind"] = kind
-    payload["request_id"] = request_id.decode("ascii", "replace")
-    body = json.dumps(payload).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"x-request-id", request_id),
-        *(extra or ()),
-    ]
-    if close:
-        headers.append((b"connection", b"close"))
-    framing = b"content-length: " + str(len(body)).encode() + b"\r\n"
-    return render_response_head(status, headers, framing) + body
 
 
 class Exchange:

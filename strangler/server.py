@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from strangler import headers as hdr
-from strangler.exchange import Exchange, error_response
+from strangler.errors import error_response
+from strangler.exchange import Exchange
 from strangler.pathnorm import UnsafeTarget, normalize_target
 from strangler.request import RequestHead
 
@@ -340,7 +341,10 @@ class ClientConnection(asyncio.Protocol):
             and scan.upgrade is not None
             and (scan.upgrade.strip().lower() == b"websocket")
         )
-        upstream, extra_response = route.choose(req, self)
+        # route.choose(req, self), without the call for an unsplit route (most of them)
+        upstream, extra_response = (
+            route.primary_choice if route.split is None else route.choose(req, self)
+        )
         if route.internal_headers:
             # A canary override header stays at the edge.
             req.headers = [item for item in req.headers if item[0] not in route.internal_headers]
