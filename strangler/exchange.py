@@ -162,9 +162,6 @@ class Exchange:
         if self.shadow is not None:
             self.shadow.on_request_complete()
 
-    def replayable(self) -> bool:
-        return not self.has_body or (self.body_done and self.kept is not None)
-
     # ---- attempts -----------------------------------------------------------------------
     def begin(self) -> None:
         self.route.retry_budget.request_started()

@@ -7,8 +7,8 @@ Invariants:
   only, its own Upgrade and Connection;
 - header names with an underscore are dropped (as nginx does by default), so `X_Forwarded_For`
   cannot become `X-Forwarded-For` in a backend that folds `_` and `-` together;
-- client-sent internal control headers (`x-strangler-*`) are dropped unless a route's override
-  header names one of them, and the forwarding headers are the proxy's own unless trusted;
+- client-sent internal control headers (`x-strangler-*`, and a canary route's override header
+  once read) are never forwarded, and the forwarding headers are the proxy's own unless trusted;
 - the proxy adds nothing else to the upstream request: no Accept-Encoding, no User-Agent.
 """
 
@@ -22,7 +22,6 @@ __all__ = [
     "HOP_BY_HOP",
     "RESPONSE_DROPPED",
     "connection_tokens",
-    "has_ctl",
     "is_valid_request_id",
     "render_request_head",
     "render_response_head",
@@ -62,7 +61,6 @@ RESPONSE_DROPPED = frozenset(
 )
 _INTERNAL_PREFIX = b"x-strangler-"
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
-_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 STATUS_REASONS: dict[int, bytes] = {
     100: b"Continue",
@@ -108,11 +106,6 @@ def connection_tokens(values: Iterable[bytes]) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
-def has_ctl(value: bytes) -> bool:
-    """True when a header value holds a control byte other than horizontal tab."""
-    return _CTL.search(value) is not None
-
-
 def is_valid_request_id(value: bytes) -> bool:
     return _REQUEST_ID.fullmatch(value) is not None
 
@@ -147,39 +140,6 @@ def render_response_head(
         parts += (name, b": ", value, b"\r\n")
     parts += (framing, b"\r\n")
     return b"".join(parts)
-
-
-def filter_request_headers(
-    raw: list[tuple[bytes, bytes]],
-    connection_listed: frozenset[bytes],
-    *,
-    trust_forwarded: bool,
-    keep_internal: frozenset[bytes] = frozenset(),
-) -> list[tuple[bytes, bytes]]:
-    """The end-to-end headers of a client request, in order, names lower-cased."""
-    kept: list[tuple[bytes, bytes]] = []
-    for name, value in raw:
-        if name in HOP_BY_HOP or name in connection_listed or b"_" in name:
-            continue
-        if name in FORWARDING and (not trust_forwarded or name == b"x-forwarded-for"):
-            continue  # X-Forwarded-For is always the proxy's own (the client's one appended)
-        if name.startswith(_INTERNAL_PREFIX) and name not in keep_internal:
-            continue
-        kept.append((name, value))
-    return kept
-
-
-def filter_response_headers(
-    raw: list[tuple[bytes, bytes]],
-) -> tuple[list[tuple[bytes, bytes]], frozenset[bytes]]:
-    """End-to-end response headers (names as sent) and the Connection tokens of the response."""
-    listed = connection_tokens(v for n, v in raw if n.lower() == b"connection")
-    kept = [
-        (name, value)
-        for name, value in raw
-        if (lower := name.lower()) not in RESPONSE_DROPPED and lower not in listed
-    ]
-    return kept, listed
 
 
 def without_cookie(headers: list[tuple[bytes, bytes]], name: bytes) -> list[tuple[bytes, bytes]]:
@@ -249,9 +209,9 @@ def scan_request(
 ) -> RequestScan:
     """One pass over lower-cased request headers: the kept end-to-end ones and the special ones.
 
-    The same rules as `filter_request_headers`: hop-by-hop, forwarding (per `drop`), underscore
-    and `x-strangler-*` names are not kept, nor the request id header (the proxy sends its own),
-    nor (second pass, only when present) names listed in Connection.
+    Hop-by-hop, forwarding (per `drop`), underscore and `x-strangler-*` names are not kept, nor
+    the request id header (the proxy sends its own), nor (second pass, only when present) names
+    listed in Connection.
     """
     scan = RequestScan()
     kept: list[tuple[bytes, bytes]] = []

@@ -78,7 +78,6 @@ class ClientConnection(asyncio.Protocol):
         self.paused = False
         self.write_paused = False
         self.keep_alive = True
-        self.error_after_current: tuple[int, str] | None = None
         self.deadline = 0.0
         self.deadline_kind = "idle"
         self.timer: asyncio.TimerHandle | None = None
@@ -86,7 +85,6 @@ class ClientConnection(asyncio.Protocol):
         self.body_limit = 0
         self.body_seen = 0
         self.chunked_response = False
-        self.close_after_response = False
         self.out: list[bytes] = []  # response bytes of the current upstream read (flush_out)
         self.upgrading = False  # a WebSocket upgrade is waiting for the upstream's answer
         self.tunnel_conn: UpstreamConnection | None = None
@@ -543,10 +541,6 @@ class ClientConnection(asyncio.Protocol):
         self.current = None
         if not self.keep_alive or self.closed:
             self._close(abort=False)
-            return
-        if self.error_after_current is not None:
-            status, error = self.error_after_current
-            self._reject(status, error)
             return
         self._set_deadline("idle", self.plane.limits.idle_timeout)
         while self.queue and self.current is None and not self.closed:
