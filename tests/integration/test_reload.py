@@ -8,6 +8,7 @@ rewritten atomically (temp file + os.replace), as an operator's tooling or a Con
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -611,3 +612,48 @@ async def test_listener_change_applies_the_rest_and_waits_for_a_restart(
         async with session.get(handle.admin_url("/admin/config")) as resp:
             effective = await resp.json()
     assert effective["config"]["listen"]["port"] == handle.port
+
+
+async def test_kubernetes_configmap_style_symlink_swap_is_reloaded(
+    tmp_path: Path, upstreams: Upstreams
+) -> None:
+    """A ConfigMap volume updates by swapping a `..data` symlink to a new timestamped directory;
+    the file the proxy reads is a symlink through it. The watcher follows the link (issue 11)."""
+    from prometheus_client import CollectorRegistry
+
+    from strangler.app import Proxy
+
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    header = (
+        f"version: 1\nlisten: {{host: 127.0.0.1, port: {free_port()}}}\n"
+        f"admin: {{host: 127.0.0.1, port: {free_port()}}}\n"
+    )
+
+    def publish(version: str, text: str) -> None:
+        data = mount / f"..{version}"
+        data.mkdir()
+        (data / "routes.yaml").write_text(text)
+        link = mount / "..data_tmp"
+        link.symlink_to(data.name)
+        os.replace(link, mount / "..data")  # the kubelet's atomic swap
+
+    publish("2026_11_27_01", config_yaml(upstreams, target="legacy", header=header))
+    (mount / "routes.yaml").symlink_to("..data/routes.yaml")
+    proxy = Proxy(
+        mount / "routes.yaml",
+        registry=CollectorRegistry(),
+        access_stream=io.StringIO(),
+        watch_interval=0.2,
+    )
+    await proxy.start()
+    try:
+        url = f"http://127.0.0.1:{proxy.port}{ROUTE_PATH}"
+        async with aiohttp.ClientSession() as session:
+            assert await upstream_of(session, url) == "legacy"
+            publish("2026_11_27_02", config_yaml(upstreams, target="orders", header=header))
+            took = await wait_for_upstream(session, url, "orders")
+        assert took < EFFECT_WITHIN
+        assert proxy.reload_history[-1]["trigger"] == "watch"
+    finally:
+        await proxy.stop()
