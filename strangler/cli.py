@@ -319,8 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage-seconds", type=float, default=8.0, help="time spent in each stage")
     p.add_argument("--data-dir", help="keep the SQLite files here (default: a temp dir)")
     p.add_argument("--exit-when-done", action="store_true", help="stop after the last stage")
-    p.add_argument("--quiet", action="store_true",
-                   help="hide the proxy's own log events (reloads, breaker transitions)")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="hide the proxy's own log events (reloads, breaker transitions)",
+    )
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -2,8 +2,9 @@
 httptools.
 
 A `ClientConnection` parses requests, enforces the edge limits and timeouts, routes each request on
-the runtime snapshot current when its head completed, hands it to an `Exchange`, and writes the
-response back with the proxy's own framing.
+the runtime snapshot current when its head completed (`strangler.dispatch`), hands it to an
+`Exchange`, and writes the response back with the proxy's own framing. Its deadlines share one
+timer handle (`strangler.deadlines`).
 
 Invariants:
 - responses go out in request order: only the oldest request is being served; pipelined requests
@@ -17,31 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import socket
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
 
 from strangler import headers as hdr
+from strangler.deadlines import ConnectionDeadlines
+from strangler.dispatch import dispatch_request
 from strangler.errors import error_response
 from strangler.exchange import Exchange
-from strangler.pathnorm import UnsafeTarget, normalize_target
 from strangler.request import RequestHead
 
 if TYPE_CHECKING:
-    from strangler.runtime import DataPlane, RouteRuntime
+    from strangler.runtime import DataPlane
     from strangler.upstream import UpstreamConnection
 
 __all__ = ["ClientConnection", "RequestHead"]
 
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CHUNK_END = b"0\r\n\r\n"
 _NO_BODY_STATUS = frozenset({204, 304})
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_BAD_HOST = re.compile(r"[ /\\@?#]")
 
 
 _Head = tuple[bytes, bytes, list[tuple[bytes, bytes]], str, bool, bool]
@@ -58,10 +55,10 @@ class _Incoming:
         self.complete = False
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
-        self.loop = plane.loop
+        self._init_deadlines(plane.loop)
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.peer = "-"
@@ -78,19 +75,12 @@ class ClientConnection(asyncio.Protocol):
         self.paused = False
         self.write_paused = False
         self.keep_alive = True
-        self.deadline = 0.0
-        self.deadline_kind = "idle"
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_when = 0.0
         self.body_limit = 0
         self.body_seen = 0
         self.chunked_response = False
         self.out: list[bytes] = []  # response bytes of the current upstream read (flush_out)
         self.upgrading = False  # a WebSocket upgrade is waiting for the upstream's answer
         self.tunnel_conn: UpstreamConnection | None = None
-        self.ex_owner: Exchange | None = None
-        self.ex_deadline = 0.0
-        self.ex_callback: Callable[[], None] | None = None
         self.tunnel_pending = b""
         self.last_host_raw: bytes | None = None  # the last Host value validated, and its text
         self.last_host = ""
@@ -252,164 +242,8 @@ class ClientConnection(asyncio.Protocol):
             if self.deadline_kind == "body":
                 self._set_deadline("response", 0.0)
 
-    # ---- dispatch -----------------------------------------------------------------------
-    def _dispatch(
-        self,
-        method_b: bytes,
-        url: bytes,
-        raw: list[tuple[bytes, bytes]],
-        version: str,
-        keep_alive: bool,
-        upgrade: bool,
-    ) -> None:
-        self.keep_alive = bool(keep_alive)
-        self.deadline_kind = "response"
-        self.deadline = 0.0
-        plane = self.plane
-        scan = hdr.scan_request(raw, plane.request_drop, plane.request_id_header)
-        request_id = scan.request_id or plane.new_request_id()
-        method = method_b.decode("ascii")
-        if version != "1.1" and version != "1.0":
-            # llhttp takes "GET /" as HTTP/0.9: never forward a request the client did not frame.
-            self._reply_error(400, "bad_request", request_id, kind="version", close=True)
-            return
-        if method == "CONNECT":
-            self._reply_error(405, "method_not_allowed", request_id, close=True)
-            return
-        try:
-            target = normalize_target(url)
-        except UnsafeTarget as exc:
-            self._reply_error(400, "bad_request", request_id, kind=exc.reason, close=True)
-            return
-        body_kind: str
-        length: int | None
-        if scan.te or scan.lengths:
-            framing = self._framing(scan, version)
-            if framing is None:
-                return
-            body_kind, length = framing
-        else:
-            body_kind, length = "none", None
-        hosts = scan.hosts
-        if target.authority is None and len(hosts) == 1 and hosts[0] == self.last_host_raw:
-            host: str | bool | None = self.last_host  # the connection's usual Host, checked
-        else:
-            host = self._host(hosts, target.authority)
-            if isinstance(host, str) and target.authority is None:
-                self.last_host_raw, self.last_host = hosts[0], host
-        if host is False:
-            self._reply_error(400, "bad_request", request_id, kind="host", close=True)
-            return
-        if body_kind == "chunked":
-            out_framing = b"transfer-encoding: chunked\r\n"
-        elif length:
-            out_framing = b"content-length: " + str(length).encode() + b"\r\n"
-        elif method in _BODY_METHODS:
-            out_framing = b"content-length: 0\r\n"
-        else:
-            out_framing = b""
-        query = (target.query or b"?") if target.has_query else b""
-        req = RequestHead(
-            method_b,
-            method,
-            target.path,
-            query,
-            host if isinstance(host, str) else None,
-            raw,
-            scan.kept,
-            plane.forwarding_headers(raw, host, self.peer_b, request_id),
-            out_framing,
-        )
-        match = plane.snapshot.table.match(req)
-        entry = match.entry
-        if entry is None:
-            status, error = (
-                (405, "method_not_allowed") if match.method_mismatch else (404, "no_route")
-            )
-            self._reply_error(status, error, request_id)
-            return
-        route: RouteRuntime = entry.payload
-        self.body_limit = route.max_body_bytes
-        self.body_seen = 0
-        if length is not None and length > route.max_body_bytes:
-            self._reply_error(413, "body_too_large", request_id, route=route.name, close=True)
-            return
-        websocket = (
-            bool(upgrade)
-            and scan.upgrade is not None
-            and (scan.upgrade.strip().lower() == b"websocket")
-        )
-        # route.choose(req, self), without the call for an unsplit route (most of them)
-        upstream, extra_response = (
-            route.primary_choice if route.split is None else route.choose(req, self)
-        )
-        if route.internal_headers:
-            # A canary override header stays at the edge.
-            req.headers = [item for item in req.headers if item[0] not in route.internal_headers]
-        if route.override_cookie is not None:
-            req.headers = hdr.without_cookie(req.headers, route.override_cookie)
-        if websocket:
-            req.extra += b"connection: upgrade\r\nupgrade: websocket\r\n"
-        elif upgrade:
-            self.keep_alive = False  # a refused upgrade leaves the parser in tunnel mode
-        if route.rewrites:
-            req.rewritten = route.rewrite(target.path, match.prefix)
-        exchange = Exchange(
-            self,
-            route,
-            upstream,
-            method,
-            req,
-            request_id,
-            has_body=body_kind != "none",
-            chunked=body_kind == "chunked",
-            response_extra=extra_response,
-            upgrade=websocket,
-        )
-        self.current = exchange
-        if route.shadow is not None and not websocket:
-            exchange.shadow = route.shadow.begin(exchange, req, length, raw)
-        if (
-            scan.expect is not None
-            and version == "1.1"
-            and scan.expect.strip().lower() == b"100-continue"
-        ):
-            self._write(_CONTINUE)
-        if body_kind == "none" and exchange.shadow is not None:
-            exchange.shadow.on_request_complete()
-        exchange.begin()
-
-    def _framing(self, scan: hdr.RequestScan, version: object) -> tuple[str, int | None] | None:
-        te = scan.te
-        cl = scan.lengths
-        rid = b"-"
-        if te:
-            if cl or version != "1.1":
-                self._reply_error(400, "bad_request", rid, kind="framing", close=True)
-                return None
-            if len(te) != 1 or te[0].strip().lower() != b"chunked":
-                self._reply_error(501, "not_implemented", rid, kind="transfer_encoding", close=True)
-                return None
-            return "chunked", None
-        if cl:
-            if len(cl) != 1 or not cl[0].isdigit() or len(cl[0]) > 18:
-                self._reply_error(400, "bad_request", rid, kind="content_length", close=True)
-                return None
-            length = int(cl[0])
-            return ("length" if length else "none"), length
-        return "none", None
-
-    def _host(self, hosts: list[bytes], authority: str | None) -> str | bool | None:
-        if len(hosts) > 1:
-            return False
-        if authority is not None:
-            return authority
-        if not hosts:
-            return None
-        value = hosts[0].decode("latin-1")
-        if not value or not value.isprintable() or _BAD_HOST.search(value) is not None:
-            return False
-        return value
+    # ---- dispatch (strangler.dispatch) -----------------------------------------------------
+    _dispatch = dispatch_request
 
     # ---- response writing (called by the exchange) --------------------------------------
     def send_response_head(self, ex: Exchange, status: int, raw: list[tuple[bytes, bytes]]) -> None:
@@ -636,79 +470,20 @@ class ClientConnection(asyncio.Protocol):
         if self.current is None:
             self._close(abort=False)
 
-    # ---- timers -------------------------------------------------------------------------
-    def _set_deadline(self, kind: str, delay: float) -> None:
-        self.deadline_kind = kind
-        if delay <= 0:
+    # ---- deadlines (the timer mechanics are in strangler.deadlines) -------------------------
+    def _deadline_passed(self, kind: str) -> None:
+        if kind == "header" and self.current is None:
+            self._reject(408, "request_timeout")
+        elif kind == "body":
+            self.plane.count_timeout("body")
+            self._reject(408, "request_timeout")
+        elif kind == "idle":
+            self._close(abort=False)
+        else:
             self.deadline = 0.0
-            return
-        self.deadline = when = self.loop.time() + delay
-        if self.timer is None or self.timer_when > when:
-            self._arm_timer(when)
 
-    def arm_exchange(self, owner: Exchange, when: float, callback: Callable[[], None]) -> None:
-        """The current exchange's deadline (response or bulkhead wait), on the connection's timer.
-
-        One timer handle per connection serves every deadline: it is moved only when a deadline
-        comes earlier than it, so steady keep-alive traffic creates no handle per request.
-        """
-        self.ex_owner = owner
-        self.ex_deadline = when
-        self.ex_callback = callback
-        if self.timer is None or self.timer_when > when:
-            self._arm_timer(when)
-
-    def disarm_exchange(self, owner: Exchange) -> None:
-        if self.ex_owner is owner:
-            self.ex_owner = None
-            self.ex_deadline = 0.0
-            self.ex_callback = None
-
-    def _arm_timer(self, when: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_at(when, self._on_timer)
-        self.timer_when = when  # the handle's when(), without a call per request
-
-    def _on_timer(self) -> None:
-        self.timer = None
-        if self.closed:
-            return
-        now = self.loop.time()
-        callback = self.ex_callback
-        if callback is not None and now >= self.ex_deadline:
-            self.ex_owner = None
-            self.ex_deadline = 0.0
-            self.ex_callback = None
-            callback()
-            if self._gone():
-                return
-        if self.deadline and now >= self.deadline:
-            if self.deadline_kind == "header" and self.current is None:
-                self._reject(408, "request_timeout")
-            elif self.deadline_kind == "body":
-                self.plane.count_timeout("body")
-                self._reject(408, "request_timeout")
-            elif self.deadline_kind == "idle":
-                self._close(abort=False)
-            else:
-                self.deadline = 0.0
-            if self._gone():
-                return
-        pending = [d for d in (self.deadline, self.ex_deadline) if d]
-        if pending:
-            # No later than one header timeout ahead, so the next request's header deadline
-            # does not have to move the handle.
-            self._arm_timer(min(min(pending), now + self.plane.limits.header_timeout))
-
-    def _gone(self) -> bool:
-        """Whether the connection closed (a callback may have closed it; mypy cannot tell)."""
-        return self.closed
-
-    def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+    def _rearm_horizon(self) -> float:
+        return self.plane.limits.header_timeout
 
 
 class _Reject(Exception):
