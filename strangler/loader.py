@@ -49,8 +49,9 @@ from strangler.config import (
     UpstreamConfig,
 )
 from strangler.diff import ComparePolicy
+from strangler.reachability import unreachable_routes
 from strangler.retry import RetryPolicy
-from strangler.routing import RouteEntry, RouteMatcher, unreachable_routes
+from strangler.routing import RouteEntry, RouteMatcher
 from strangler.units import Convert, Each
 from strangler.yamlsource import LineDict, Section, YamlSyntaxError, describe, parse_yaml
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from strangler.reachability import unreachable_routes
 from strangler.routing import (
     Match,
     RequestFacts,
@@ -16,7 +17,6 @@ from strangler.routing import (
     RouteTable,
     regex_directory,
     rewrite_path,
-    unreachable_routes,
 )
 
 
