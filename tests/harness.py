@@ -18,11 +18,23 @@ from prometheus_client import CollectorRegistry
 
 from strangler.app import Proxy
 
+_HANDED_OUT: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now, and never handed out before in this test run.
+
+    The kernel may give a just-released port again: a test that uses one free port as a refusing
+    upstream and then starts a proxy could otherwise find the proxy listening on "the refusing
+    port" (and its request routed back through the proxy itself).
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 class ProxyHandle:

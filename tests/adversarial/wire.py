@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import httptools
 
+from tests.harness import free_port
+
 MARKER = "zq-marker-5d1c"
 
 
@@ -178,9 +180,8 @@ class RefusedPort:
     """A loopback port nobody listens on (bound then closed)."""
 
     def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        # Never a port handed out before in this run (a proxy could be listening there later).
+        self.port = free_port()
 
 
 # ---- client side --------------------------------------------------------------------------------
