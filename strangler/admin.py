@@ -64,9 +64,10 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     proxy = _proxy(request)
-    proxy.metrics.flush()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # `serve --workers N`: aggregate every worker's values (see strangler.workers).
+        # `serve --workers N`: aggregate every worker's values (see strangler.workers). This
+        # registry has no flushing collector, so this worker's batched counts go out first.
+        proxy.metrics.flush()
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         body = generate_latest(registry)

@@ -52,7 +52,6 @@ class UpstreamRuntime:
         "metrics",
         "name",
         "pool",
-        "retry_budget",
         "role",
     )
 
@@ -61,7 +60,6 @@ class UpstreamRuntime:
         config: UpstreamConfig,
         pool: UpstreamPool,
         bulkhead: Bulkhead | None,
-        retry_budget: RetryBudget,
         metrics: UpstreamMetrics,
     ) -> None:
         self.config = config
@@ -70,7 +68,6 @@ class UpstreamRuntime:
         self.pool = pool
         self.bulkhead = bulkhead
         self.bulkhead_wait = config.bulkhead.max_wait if config.bulkhead else 0.0
-        self.retry_budget = retry_budget
         self.metrics = metrics
         self.host_header = config.host_header.encode("idna")
         # The constant middle of every request head to this upstream: the version and Host line.
@@ -277,10 +274,7 @@ def build_snapshot(
                 if up.bulkhead
                 else None
             )
-        budget = old.retry_budget if old is not None else RetryBudget(20.0, 3)
-        upstreams[name] = UpstreamRuntime(
-            up, pool, bulkhead, budget, UpstreamMetrics(metrics, name)
-        )
+        upstreams[name] = UpstreamRuntime(up, pool, bulkhead, UpstreamMetrics(metrics, name))
 
     old_routes = previous.routes if previous else {}
     routes: dict[str, RouteRuntime] = {}
