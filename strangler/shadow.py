@@ -218,6 +218,10 @@ class _Collector:
         self.done(self)
 
 
+def _ignore(collector: _Collector) -> None:
+    pass
+
+
 def _captured(
     status: int, headers: list[tuple[bytes, bytes]], body: bytes, truncated: bool
 ) -> CapturedResponse:
@@ -240,11 +244,9 @@ class ShadowCapture:
         self.body: list[bytes] = []
         self.body_size = 0
         self.skipped = False
-        self.primary_status = 0
-        self.primary_headers: list[tuple[bytes, bytes]] = []
-        self.primary_body: list[bytes] = []
-        self.primary_size = 0
-        self.primary_truncated = False
+        # The primary's answer, captured with the same cap as the shadow's (never "finished":
+        # the exchange reports its end through on_primary_complete).
+        self.primary = _Collector(rt.settings.capture_bytes, _ignore)
         self.primary_done = False
         self.abandoned = False
         self.pending = 0
@@ -286,19 +288,11 @@ class ShadowCapture:
             self.second = self._send(rt.route.primary, body)
 
     def on_primary_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self.primary_status = status
-        self.primary_headers = headers
+        self.primary.status = status
+        self.primary.headers = headers
 
     def on_primary_body(self, data: bytes) -> None:
-        room = self.rt.settings.capture_bytes - self.primary_size
-        if room <= 0:
-            self.primary_truncated = True
-            return
-        if len(data) > room:
-            data = data[:room]
-            self.primary_truncated = True
-        self.primary_body.append(data)
-        self.primary_size += len(data)
+        self.primary.on_upstream_body(data)
 
     def on_primary_complete(self) -> None:
         self.primary_done = True
@@ -371,12 +365,7 @@ class ShadowCapture:
             return
         rt = self.rt
         policy = rt.settings.compare
-        primary = _captured(
-            self.primary_status,
-            self.primary_headers,
-            b"".join(self.primary_body),
-            self.primary_truncated,
-        )
+        primary = self.primary.response()
         noise = rt.hub.noise_for(rt.route.name)
         second = self.second
         if second is not None and second.error is None:
