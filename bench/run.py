@@ -58,11 +58,12 @@ TARGET_PATH = "/api/catalog/items/42"  # route 11 of 20 in the strangler config
 PROXIES: dict[str, str] = {
     "nginx": "nginx 1 worker (reference)",
     "naive": "naive aiohttp proxy (baseline)",
+    "lean": "lean Python proxy (the ceiling: httptools + uvloop, no features)",
     "strangler-bare": "strangler, bare (default route only, no access log)",
     "strangler": "strangler",
     "strangler-w2": "strangler --workers 2",
 }
-NO_STREAM_ROUTE = frozenset({"strangler-bare"})
+NO_STREAM_ROUTE = frozenset({"strangler-bare", "lean"})
 PROFILED = frozenset({"strangler", "strangler-bare"})
 
 
@@ -144,6 +145,20 @@ class Bench:
                     f"http://127.0.0.1:{self.ports['backend']}",
                     "--stream-upstream",
                     f"http://127.0.0.1:{self.ports['stream']}",
+                ],
+                self.proxy_cpus,
+                self.tmp,
+            )
+        elif key == "lean":
+            managed = procs.start(
+                "lean",
+                [
+                    PYTHON,
+                    str(BENCH / "lean_proxy.py"),
+                    "--port",
+                    str(port),
+                    "--upstream-port",
+                    str(self.ports["backend"]),
                 ],
                 self.proxy_cpus,
                 self.tmp,
