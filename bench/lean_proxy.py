@@ -194,7 +194,9 @@ def main() -> None:
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         pool = Pool(loop, args.upstream_port)
-        server = await loop.create_server(lambda: Client(pool), "127.0.0.1", args.port, backlog=4096)
+        server = await loop.create_server(
+            lambda: Client(pool), "127.0.0.1", args.port, backlog=4096
+        )
         async with server:
             await server.serve_forever()
 

@@ -7,6 +7,30 @@ new service fails, and report how far the migration has come.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "build"]
+
+# The modules setup.py compiles with mypyc when it can (the per-request path).
+COMPILED_MODULES = (
+    "deadlines",
+    "dispatch",
+    "errors",
+    "exchange",
+    "headers",
+    "pathnorm",
+    "request",
+    "runtime",
+    "server",
+    "upstream",
+)
+
+
+def build() -> str:
+    """"compiled" when the data plane runs as mypyc C extensions, else "interpreted"."""
+    spec = importlib.util.find_spec("strangler.server")
+    compiled = spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+    return "compiled" if compiled else "interpreted"

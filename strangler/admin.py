@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from strangler import __version__
+from strangler import __version__, build
 from strangler.shadow import mismatch_json
 
 if TYPE_CHECKING:
@@ -269,7 +269,7 @@ async def status_page(request: web.Request) -> web.Response:
 
 
 async def info(request: web.Request) -> web.Response:
-    return web.json_response({"name": "strangler", "version": __version__})
+    return web.json_response({"name": "strangler", "version": __version__, "build": build()})
 
 
 def build_admin_app(proxy: Proxy) -> web.Application:

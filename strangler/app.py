@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from strangler import build
 from strangler.accesslog import AccessLog
 from strangler.breaker import BreakerState
 from strangler.config import Config
@@ -220,6 +221,7 @@ class Proxy:
             config=str(self.path),
             version=self.config.version,
             routes=len(self.config.routes),
+            build=build(),
         )
 
     def _check_parser(self) -> None:

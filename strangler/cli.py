@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from strangler import __version__
+from strangler import __version__, build
 from strangler.loader import ConfigError, load_config
 
 __all__ = ["main"]
@@ -263,7 +263,9 @@ def cmd_progress(args: argparse.Namespace) -> int:
 # ---- main ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="strangler", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"strangler {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"strangler {__version__} ({build()} data plane)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the proxy")

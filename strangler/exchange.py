@@ -125,9 +125,9 @@ class Exchange:
         self.shadow: ShadowCapture | None = None
         self._permit: int | None = None
         self._bulkhead_up: UpstreamRuntime | None = None
-        self._waiting_bulkhead: object | None = None
+        self._waiting_bulkhead: Callable[[], None] | None = None
         self._backoff_handle: asyncio.TimerHandle | None = None
-        self._canceller: object | None = None
+        self._canceller: Callable[[], None] | None = None
         self._in_budget = False  # counted in the route's retry budget as a request in flight
         self._retry_held = False  # holds a retry slot of that budget until the retry ends
 
@@ -196,7 +196,7 @@ class Exchange:
     def _bulkhead_timeout(self) -> None:
         up = self.upstream
         if self._waiting_bulkhead is not None and up.bulkhead is not None:
-            up.bulkhead.cancel(self._waiting_bulkhead)  # type: ignore[arg-type]
+            up.bulkhead.cancel(self._waiting_bulkhead)
             self._waiting_bulkhead = None
         up.metrics.bulkhead_rejected()
         self._unavailable("bulkhead_full", retry_after=None)
@@ -252,7 +252,7 @@ class Exchange:
 
     def _on_timeout(self) -> None:
         if self._canceller is not None:
-            self._canceller()  # type: ignore[operator]
+            self._canceller()
             self._canceller = None
         self._failed("timeout", response_started=self.sent_any)
 
@@ -475,10 +475,10 @@ class Exchange:
             self._backoff_handle.cancel()
             self._backoff_handle = None
         if self._canceller is not None:
-            self._canceller()  # type: ignore[operator]
+            self._canceller()
             self._canceller = None
         if self._waiting_bulkhead is not None and self.upstream.bulkhead is not None:
-            self.upstream.bulkhead.cancel(self._waiting_bulkhead)  # type: ignore[arg-type]
+            self.upstream.bulkhead.cancel(self._waiting_bulkhead)
             self._waiting_bulkhead = None
         conn = self.conn
         self.conn = None

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import httptools
 
@@ -243,7 +243,21 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
                 self._set_deadline("response", 0.0)
 
     # ---- dispatch (strangler.dispatch) -----------------------------------------------------
-    _dispatch = dispatch_request
+    def _dispatch(
+        self,
+        method: bytes,
+        url: bytes,
+        raw: list[tuple[bytes, bytes]],
+        version: str,
+        keep_alive: bool,
+        upgrade: bool,
+    ) -> None:
+        dispatch_request(self, method, url, raw, version, keep_alive, upgrade)
+
+    def _in_flight(self) -> Exchange | None:
+        # A call, not `self.current`: after a check that it is None, a compiled build (mypyc)
+        # would take the narrowed type at its word and never read it again.
+        return self.current
 
     # ---- response writing (called by the exchange) --------------------------------------
     def send_response_head(self, ex: Exchange, status: int, raw: list[tuple[bytes, bytes]]) -> None:
@@ -380,7 +394,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         while self.queue and self.current is None and not self.closed:
             item = self.queue.popleft()
             self._dispatch(*item.head)
-            current = cast("Exchange | None", self.current)  # _dispatch may have set it
+            current = self._in_flight()  # _dispatch may have set it
             if current is None:
                 continue
             for chunk in item.body:
