@@ -41,6 +41,18 @@ def _can_compile() -> str | None:
     return None
 
 
+def _remove_stale(keep: set[str]) -> None:
+    """Delete in-place extensions of modules this build does not compile.
+
+    An editable build puts the extensions beside the sources, where one left by an earlier build
+    (a module since dropped from the list, or every one of them before a pure build) would
+    shadow its source.
+    """
+    for extension in (Path(__file__).parent / "strangler").glob("*.so"):
+        if extension.name.split(".", 1)[0] not in keep:
+            extension.unlink()
+
+
 def _ext_modules() -> list[object]:
     reason = _can_compile()
     if reason is None:
@@ -49,12 +61,10 @@ def _ext_modules() -> list[object]:
         except ImportError:
             reason = "mypyc is not installed"
         else:
+            _remove_stale({*_NAMES, "_dataplane__mypyc"})
             return list(mypycify(COMPILED, opt_level="3", group_name="strangler._dataplane"))
     print(f"strangler: building pure Python ({reason})", file=sys.stderr)
-    # An in-place (editable) build keeps the extensions of an earlier compiled build beside the
-    # sources, where they would shadow them: a pure build removes them.
-    for stale in (Path(__file__).parent / "strangler").glob("*.so"):
-        stale.unlink()
+    _remove_stale(set())
     return []
 
 

@@ -16,15 +16,22 @@ __all__ = ["__version__", "build"]
 
 # The modules setup.py compiles with mypyc when it can (the per-request path).
 COMPILED_MODULES = (
+    "accesslog",
+    "breaker",
+    "bulkhead",
     "deadlines",
     "dispatch",
     "errors",
     "exchange",
     "headers",
     "pathnorm",
+    "progress",
     "request",
+    "retry",
+    "routing",
     "runtime",
     "server",
+    "shadow",
     "upstream",
 )
 

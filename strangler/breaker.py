@@ -42,8 +42,9 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from strangler.policies import ERROR_KINDS, BreakerPolicy
 
 __all__ = [
     "ERROR_KINDS",
@@ -52,115 +53,14 @@ __all__ = [
     "CircuitBreaker",
 ]
 
-# Why a call failed without a usable response; shared with the retry policy.
-ERROR_KINDS = frozenset({"refused", "reset", "timeout", "malformed"})
-_CONNECTION_ERROR_KINDS = frozenset({"refused", "reset", "malformed"})
-_WINDOW_TYPES = ("count", "time")
-_MAX_WINDOW_SIZE = 100_000  # bounds the count ring's memory
-_MAX_WINDOW_DURATION = 3600.0  # bounds the time ring's memory (one bucket per second)
+# ERROR_KINDS and BreakerPolicy are re-exported: the policies are validated operator input,
+# kept interpreted in strangler.policies.
 
 
 class BreakerState(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
-
-
-def _check_percent(name: str, value: float | None) -> None:
-    if value is not None and not 0 < value <= 100:
-        raise ValueError(f"{name} must be a percentage in (0, 100], got {value!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
-    """When a breaker trips and how it recovers; validated on construction."""
-
-    consecutive_failures: int | None = 5
-    failure_rate_threshold: float | None = None  # percent
-    slow_call_rate_threshold: float | None = None  # percent
-    slow_call_duration: float = 5.0  # seconds; strictly slower calls are slow
-    window_type: str = "count"  # "count" or "time"
-    window_size: int = 20  # calls, for the count window
-    window_duration: float = 30.0  # seconds, for the time window (one-second resolution)
-    minimum_calls: int = 10
-    open_duration: float = 30.0
-    half_open_probes: int = 1
-    failure_statuses: frozenset[int] = frozenset(range(500, 600))
-    count_connection_errors: bool = True  # refused, reset and malformed count as failures
-    count_timeouts: bool = True
-
-    def __post_init__(self) -> None:
-        if self.consecutive_failures is not None and (
-            type(self.consecutive_failures) is not int or self.consecutive_failures < 1
-        ):
-            raise ValueError(
-                f"consecutive_failures must be an integer >= 1 or None, "
-                f"got {self.consecutive_failures!r}"
-            )
-        _check_percent("failure_rate_threshold", self.failure_rate_threshold)
-        _check_percent("slow_call_rate_threshold", self.slow_call_rate_threshold)
-        if (
-            self.consecutive_failures is None
-            and self.failure_rate_threshold is None
-            and self.slow_call_rate_threshold is None
-        ):
-            raise ValueError(
-                "a breaker needs at least one of consecutive_failures, "
-                "failure_rate_threshold, slow_call_rate_threshold"
-            )
-        if not self.slow_call_duration > 0:
-            raise ValueError(f"slow_call_duration must be > 0, got {self.slow_call_duration!r}")
-        if self.window_type not in _WINDOW_TYPES:
-            raise ValueError(
-                f"unknown window_type {self.window_type!r} (known: {', '.join(_WINDOW_TYPES)})"
-            )
-        if type(self.window_size) is not int or not 1 <= self.window_size <= _MAX_WINDOW_SIZE:
-            raise ValueError(
-                f"window_size must be an integer in [1, {_MAX_WINDOW_SIZE}], "
-                f"got {self.window_size!r}"
-            )
-        if not 1 <= self.window_duration <= _MAX_WINDOW_DURATION:
-            raise ValueError(
-                f"window_duration must be in [1, {_MAX_WINDOW_DURATION:g}] seconds, "
-                f"got {self.window_duration!r}"
-            )
-        if type(self.minimum_calls) is not int or self.minimum_calls < 1:
-            raise ValueError(f"minimum_calls must be an integer >= 1, got {self.minimum_calls!r}")
-        rates_set = (
-            self.failure_rate_threshold is not None or self.slow_call_rate_threshold is not None
-        )
-        if rates_set and self.window_type == "count" and self.minimum_calls > self.window_size:
-            raise ValueError(
-                f"minimum_calls ({self.minimum_calls}) exceeds window_size ({self.window_size}): "
-                "rates would never be evaluated"
-            )
-        if not self.open_duration > 0:
-            raise ValueError(f"open_duration must be > 0, got {self.open_duration!r}")
-        if type(self.half_open_probes) is not int or self.half_open_probes < 1:
-            raise ValueError(
-                f"half_open_probes must be an integer >= 1, got {self.half_open_probes!r}"
-            )
-        statuses = frozenset(self.failure_statuses)
-        bad = sorted((s for s in statuses if type(s) is not int or not 100 <= s <= 599), key=repr)
-        if bad:
-            raise ValueError(f"failure_statuses must be HTTP statuses 100-599, got {bad!r}")
-        # Accept any set from the loader but keep the policy hashable.
-        object.__setattr__(self, "failure_statuses", statuses)
-
-    def is_failure(self, status: int | None, error_kind: str | None) -> bool:
-        """Whether one call's outcome counts against the upstream.
-
-        An error kind (the call produced no usable response) takes precedence over a status.
-        """
-        if error_kind is not None:
-            if error_kind == "timeout":
-                return self.count_timeouts
-            if error_kind in _CONNECTION_ERROR_KINDS:
-                return self.count_connection_errors
-            raise ValueError(
-                f"unknown error kind {error_kind!r} (known: {', '.join(sorted(ERROR_KINDS))})"
-            )
-        return status is not None and status in self.failure_statuses
 
 
 _FAILED = 1

@@ -16,38 +16,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from strangler.policies import BulkheadPolicy
 
 __all__ = ["Bulkhead", "BulkheadPolicy"]
 
 Waiter = Callable[[], None]
-
-
-@dataclass(frozen=True, slots=True)
-class BulkheadPolicy:
-    """An upstream's concurrency limit (Resilience4j's maxConcurrentCalls and maxWaitDuration).
-
-    `max_wait` (seconds) and `max_waiting` go together: both zero rejects at once when full, both
-    positive queues up to `max_waiting` requests for at most `max_wait` seconds each.
-    """
-
-    max_concurrent: int = 1000
-    max_wait: float = 0.0
-    max_waiting: int = 0
-
-    def __post_init__(self) -> None:
-        if type(self.max_concurrent) is not int or self.max_concurrent < 1:
-            raise ValueError(f"max_concurrent must be an integer >= 1, got {self.max_concurrent!r}")
-        if not self.max_wait >= 0:
-            raise ValueError(f"max_wait must be >= 0 seconds, got {self.max_wait!r}")
-        if type(self.max_waiting) is not int or self.max_waiting < 0:
-            raise ValueError(f"max_waiting must be an integer >= 0, got {self.max_waiting!r}")
-        if (self.max_wait > 0) != (self.max_waiting > 0):
-            raise ValueError(
-                f"max_wait ({self.max_wait!r}) and max_waiting ({self.max_waiting!r}) must both "
-                "be zero (no queue) or both be positive (a queue with a wait limit)"
-            )
 
 
 class Bulkhead:

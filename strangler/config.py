@@ -17,10 +17,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from strangler.breaker import BreakerPolicy
-from strangler.bulkhead import BulkheadPolicy
 from strangler.diff import ComparePolicy
-from strangler.retry import RetryPolicy
+from strangler.policies import BreakerPolicy, BulkheadPolicy, RetryPolicy
 from strangler.routing import RouteMatcher
 
 __all__ = [

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from strangler import units
-from strangler.breaker import BreakerPolicy
-from strangler.bulkhead import BulkheadPolicy
 from strangler.config import (
     AccessLogSettings,
     AdminSettings,
@@ -49,8 +47,8 @@ from strangler.config import (
     UpstreamConfig,
 )
 from strangler.diff import ComparePolicy
+from strangler.policies import BreakerPolicy, BulkheadPolicy, RetryPolicy
 from strangler.reachability import unreachable_routes
-from strangler.retry import RetryPolicy
 from strangler.routing import RouteEntry, RouteMatcher
 from strangler.units import Convert, Each
 from strangler.yamlsource import LineDict, Section, YamlSyntaxError, describe, parse_yaml

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from strangler.breaker import ERROR_KINDS
+from strangler.policies import RetryPolicy, check_budget
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -35,58 +34,6 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 
 # 2**64 backoff steps exceed any sane backoff_max; the cap keeps huge attempt numbers finite.
 _MAX_BACKOFF_DOUBLINGS = 64
-
-
-def _check_budget(budget_percent: float, min_retry_concurrency: int) -> None:
-    if not 0 <= budget_percent <= 100:
-        raise ValueError(f"budget_percent must be in [0, 100], got {budget_percent!r}")
-    if type(min_retry_concurrency) is not int or min_retry_concurrency < 0:
-        raise ValueError(
-            f"min_retry_concurrency must be an integer >= 0, got {min_retry_concurrency!r}"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How a route retries failed tries; validated on construction. Durations are seconds."""
-
-    attempts: int = 1  # total tries including the first; 1 = no retry
-    backoff_base: float = 0.025  # Envoy's default
-    backoff_max: float = 0.250
-    retry_on: frozenset[str] = frozenset({"refused", "reset", "timeout"})
-    retry_statuses: frozenset[int] = frozenset({502, 503, 504})
-    non_idempotent: bool = False  # allow retrying POST, PATCH... when nothing reached the upstream
-    per_try_timeout: float | None = None
-    budget_percent: float = 20.0
-    min_retry_concurrency: int = 3
-
-    def __post_init__(self) -> None:
-        if type(self.attempts) is not int or self.attempts < 1:
-            raise ValueError(f"attempts must be an integer >= 1, got {self.attempts!r}")
-        if not self.backoff_base > 0:
-            raise ValueError(f"backoff_base must be > 0, got {self.backoff_base!r}")
-        if not self.backoff_max >= self.backoff_base:
-            raise ValueError(
-                f"backoff_max ({self.backoff_max!r}) must be >= backoff_base "
-                f"({self.backoff_base!r})"
-            )
-        retry_on = frozenset(self.retry_on)
-        unknown = sorted(retry_on - ERROR_KINDS)
-        if unknown:
-            raise ValueError(
-                f"unknown retry_on error kind(s) {', '.join(map(repr, unknown))} "
-                f"(known: {', '.join(sorted(ERROR_KINDS))})"
-            )
-        statuses = frozenset(self.retry_statuses)
-        bad = sorted((s for s in statuses if type(s) is not int or not 100 <= s <= 599), key=repr)
-        if bad:
-            raise ValueError(f"retry_statuses must be HTTP statuses 100-599, got {bad!r}")
-        if self.per_try_timeout is not None and not self.per_try_timeout > 0:
-            raise ValueError(f"per_try_timeout must be > 0 or None, got {self.per_try_timeout!r}")
-        _check_budget(self.budget_percent, self.min_retry_concurrency)
-        # Accept any set from the loader but keep the policy hashable.
-        object.__setattr__(self, "retry_on", retry_on)
-        object.__setattr__(self, "retry_statuses", statuses)
 
 
 def retry_decision(
@@ -137,7 +84,7 @@ class RetryBudget:
     __slots__ = ("_budget_percent", "_in_flight", "_min_retry_concurrency", "_retries_in_flight")
 
     def __init__(self, budget_percent: float = 20.0, min_retry_concurrency: int = 3) -> None:
-        _check_budget(budget_percent, min_retry_concurrency)
+        check_budget(budget_percent, min_retry_concurrency)
         self._budget_percent = budget_percent
         self._min_retry_concurrency = min_retry_concurrency
         self._in_flight = 0

@@ -44,7 +44,7 @@ Conditions = tuple[tuple[str, str | None], ...]
 _Lookup = Callable[[str], str | None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RouteMatcher:
     """Conditions a request must meet; an unset condition accepts everything.
 
@@ -96,14 +96,19 @@ class RequestFacts(Protocol):
     def cookie(self, name: str) -> str | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+# RouteEntry and Match are plain classes, not generic dataclasses: mypyc cannot compile those.
 class RouteEntry(Generic[T]):
-    name: str
-    matcher: RouteMatcher
-    payload: T
+    __slots__ = ("matcher", "name", "payload")
+
+    def __init__(self, name: str, matcher: RouteMatcher, payload: T) -> None:
+        self.name = name
+        self.matcher = matcher
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return f"RouteEntry(name={self.name!r}, matcher={self.matcher!r})"
 
 
-@dataclass(frozen=True, slots=True)
 class Match(Generic[T]):
     """Result of :meth:`RouteTable.match`.
 
@@ -112,9 +117,18 @@ class Match(Generic[T]):
     ``prefix`` is the chosen route's ``path_prefix`` (for :func:`rewrite_path`).
     """
 
-    entry: RouteEntry[T] | None
-    method_mismatch: bool
-    prefix: str | None
+    __slots__ = ("entry", "method_mismatch", "prefix")
+
+    def __init__(
+        self, entry: RouteEntry[T] | None, method_mismatch: bool, prefix: str | None
+    ) -> None:
+        self.entry = entry
+        self.method_mismatch = method_mismatch
+        self.prefix = prefix
+
+    def __repr__(self) -> str:
+        name = None if self.entry is None else self.entry.name
+        return f"Match({name!r}, method_mismatch={self.method_mismatch}, prefix={self.prefix!r})"
 
 
 _OK, _FAIL_PATH, _FAIL_HOST, _FAIL_HEADER, _FAIL_COOKIE, _FAIL_METHOD = range(6)

@@ -18,6 +18,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -169,6 +170,7 @@ class _Collector:
         self.error: str | None = None
         self.finished = False
         self.conn: UpstreamConnection | None = None
+        self.timer: asyncio.TimerHandle | None = None
 
     def response(self) -> CapturedResponse:
         return _captured(self.status, self.headers, b"".join(self.body), self.truncated)
@@ -339,7 +341,7 @@ class ShadowCapture:
         def failed(kind: str) -> None:
             collector.on_upstream_error(kind, False)
 
-        collector.cancel_timer = timer.cancel  # type: ignore[attr-defined]
+        collector.timer = timer
         pool.acquire(ready, failed)
         return collector
 
@@ -350,7 +352,8 @@ class ShadowCapture:
         collector.on_upstream_error("timeout", False)
 
     def _collected(self, collector: _Collector) -> None:
-        collector.cancel_timer()  # type: ignore[attr-defined]
+        if collector.timer is not None:
+            collector.timer.cancel()
         self.pending -= 1
         if self.pending == 0:
             self._release()

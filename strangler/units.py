@@ -26,10 +26,10 @@ from fractions import Fraction
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from strangler.breaker import ERROR_KINDS
 from strangler.diff import ARRAY_ORDERS
 from strangler.jsonpath import compile_path
 from strangler.pathnorm import UnsafeTarget, normalize_target
+from strangler.policies import ERROR_KINDS
 
 __all__ = [
     "ACCESS_LOG_KEYS",

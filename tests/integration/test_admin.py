@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 import structlog
 
+import strangler
 from strangler.app import Proxy, StartupError
 from tests.harness import ProxyHandle, echo_app, free_port, start_app
 
@@ -107,7 +108,13 @@ def _check_progress(body: Any, proxy: Proxy) -> None:
     assert {r["route"] for r in body["routes"]} >= {"reads", "orders"}
 
 
+def _check_info(body: Any, proxy: Proxy) -> None:
+    build = strangler.build()
+    assert body == {"name": "strangler", "version": strangler.__version__, "build": build}
+
+
 JSON_ENDPOINTS: dict[str, Callable[[Any, Proxy], None]] = {
+    "/": _check_info,
     "/health/live": _check_live,
     "/health/ready": _check_ready,
     "/admin/config": _check_config,
