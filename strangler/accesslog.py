@@ -1,7 +1,8 @@
 """The access log: one JSON line per request, queued in memory and written in batches.
 
-Building a structlog event per request costs tens of microseconds; an access line here is a tuple
-appended to a list, serialised and written every `flush_interval` (5 ms by default) in one write.
+Building a structlog event per request costs tens of microseconds; an access line here is one
+f-string (route, upstream and client names JSON-quoted ahead of time) appended to a list, and
+the batch is written every `flush_interval` (5 ms by default) in one write.
 Lines are JSON, so a CR or LF in a path or header can never forge a second line. Credentials are
 never logged: the line holds no header values at all except the request id.
 """
@@ -30,12 +31,22 @@ _FIELDS = (
     "error",
 )
 _KEYS = tuple(f',"{name}":' for name in _FIELDS)
-_quote = encode_basestring_ascii
-_COMMON_LEN = len(_FIELDS)
+_DURATION = _FIELDS.index("duration_ms")
+quote_json = encode_basestring_ascii  # a str as a JSON string literal, ASCII only
+
+
+def milliseconds(microseconds: int) -> str:
+    """``1234`` -> ``"1.234"``: a JSON number of milliseconds without float formatting."""
+    whole, fraction = divmod(microseconds, 1000)
+    return f"{whole}.{fraction:03d}"
 
 
 class AccessLog:
-    """Queue of access lines flushed by a loop timer; `close()` flushes what is left."""
+    """Queue of access lines flushed by a loop timer; `close()` flushes what is left.
+
+    A queued line is everything after its timestamp; `flush()` puts one timestamp in front of
+    every line of the batch (all of them were answered within that flush interval).
+    """
 
     def __init__(
         self,
@@ -54,7 +65,7 @@ class AccessLog:
             else (stream or sys.stdout)
         )
         self._interval = flush_interval
-        self._queue: list[tuple[object, ...]] = []
+        self._queue: list[str] = []
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.max_queued = max_queued
@@ -63,15 +74,57 @@ class AccessLog:
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
+    def proxied(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        route_json: str,
+        upstream_json: str,
+        status: int,
+        duration_us: int,
+        size: int,
+        client_json: str,
+    ) -> None:
+        """Queue the common line: a request answered by an upstream, no fallback, no error.
+
+        `request_id` needs no escaping (generated, or checked against a safe alphabet when it
+        came from the client); `route_json`, `upstream_json` and `client_json` are already JSON
+        string literals (`quote_json`), rendered once per route, upstream and connection.
+        """
+        if self.enabled:
+            self._queue_line(
+                f',"request_id":"{request_id}","method":{quote_json(method)},'
+                f'"path":{quote_json(path)},"route":{route_json},"upstream":{upstream_json},'
+                f'"status":{status},"duration_ms":{milliseconds(duration_us)},"bytes":{size},'
+                f'"client":{client_json}}}'
+            )
+
     def log(self, *fields: object) -> None:
-        """Queue one line; fields in the order of `_FIELDS`."""
+        """Queue one line; fields in the order of `_FIELDS`, None ones left out.
+
+        `duration_ms` is given in integer microseconds; strings are JSON-escaped here.
+        """
         if not self.enabled:
             return
+        parts = []
+        for index, (key, value) in enumerate(zip(_KEYS, fields, strict=False)):
+            if value is None:
+                continue
+            parts.append(key)
+            if index == _DURATION and type(value) is int:
+                parts.append(milliseconds(value))
+            else:
+                parts.append(quote_json(value) if type(value) is str else repr(value))
+        parts.append("}")
+        self._queue_line("".join(parts))
+
+    def _queue_line(self, tail: str) -> None:
         queue = self._queue
         if len(queue) >= self.max_queued:
             self.dropped += 1
             return
-        queue.append(fields)
+        queue.append(tail)
         if self._handle is None and self._loop is not None:
             self._handle = self._loop.call_later(self._interval, self.flush)
 
@@ -80,51 +133,9 @@ class AccessLog:
         queue, self._queue = self._queue, []
         if not queue:
             return
-        # Hand-built JSON (strings through the C string encoder): a dict and JSONEncoder per
-        # line cost several times more. The line is the same object json.dumps would give.
-        head = '{"event":"access","ts":' + repr(round(time.time(), 3))
-        quote = _quote
-        lines = []
-        for fields in queue:
-            if len(fields) == _COMMON_LEN:
-                (rid, method, path, route, upstream, status, duration, size, client, fb, err) = (
-                    fields
-                )
-            else:
-                fb = ""  # not the common line: the general loop
-            if (
-                fb is None
-                and err is None
-                and type(rid) is str
-                and type(method) is str
-                and type(path) is str
-                and type(route) is str
-                and type(upstream) is str
-                and type(client) is str
-                and type(status) is int
-                and type(duration) is float
-                and type(size) is int
-            ):
-                # The common line (a proxied request without fallback or error), in one format:
-                # the same text as the general loop below.
-                lines.append(
-                    f'{head},"request_id":{quote(rid)},"method":{quote(method)},'
-                    f'"path":{quote(path)},"route":{quote(route)},"upstream":{quote(upstream)},'
-                    f'"status":{status!r},"duration_ms":{duration!r},"bytes":{size!r},'
-                    f'"client":{quote(client)}}}'
-                )
-                continue
-            parts = [head]
-            for key, value in zip(_KEYS, fields, strict=False):
-                if value is None:
-                    continue
-                parts.append(key)
-                parts.append(quote(value) if type(value) is str else repr(value))
-            parts.append("}")
-            lines.append("".join(parts))
-        lines.append("")
+        head = '\n{"event":"access","ts":' + repr(round(time.time(), 3))
         try:
-            self._stream.write("\n".join(lines))
+            self._stream.write(head[1:] + head.join(queue) + "\n")
             self._stream.flush()
         except (OSError, ValueError):
             self.dropped += len(queue)

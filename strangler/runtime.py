@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from strangler.accesslog import quote_json
 from strangler.breaker import BreakerState, CircuitBreaker
 from strangler.bulkhead import Bulkhead
 from strangler.config import Config, Role, RouteConfig, UpstreamConfig
@@ -51,6 +52,7 @@ class UpstreamRuntime:
         "host_line",
         "metrics",
         "name",
+        "name_json",
         "pool",
         "role",
     )
@@ -64,6 +66,7 @@ class UpstreamRuntime:
     ) -> None:
         self.config = config
         self.name = config.name
+        self.name_json = quote_json(config.name)  # for the access log
         self.role = config.role.value
         self.pool = pool
         self.bulkhead = bulkhead
@@ -88,6 +91,7 @@ class RouteRuntime:
     ) -> None:
         self.config = config
         self.name = config.name
+        self.name_json = quote_json(config.name)  # for the access log
         self.stage = config.stage
         self.primary = upstreams[config.upstream]
         # choose()'s answer without a split, built once (its empty list is never mutated).
@@ -426,26 +430,44 @@ class DataPlane:
         self,
         ex: Exchange,
         peer: str,
+        peer_json: str,
         *,
         status_override: int | None = None,
         error: str | None = None,
     ) -> None:
+        """Metrics, progress and the access line of one answered request; `peer_json` is the
+        client's address `peer` as a JSON string literal."""
         status = status_override or ex.status
         duration = self.loop.time() - ex.start
         route = ex.route
         up = ex.upstream
         route.metrics.observe(up.name, ex.method, status, duration)
         route.progress.record(up.role == "extracted", ex.head.path)
-        if not self.access.enabled:
+        access = self.access
+        if not access.enabled:
             return
-        self.access.log(
+        duration_us = int(duration * 1_000_000)
+        if ex.fallback_reason is None and error is None:
+            access.proxied(
+                ex.request_id.decode("ascii", "replace"),
+                ex.method,
+                ex.head.path,
+                route.name_json,
+                up.name_json,
+                status,
+                duration_us,
+                ex.response_bytes,
+                peer_json,
+            )
+            return
+        access.log(
             ex.request_id.decode("ascii", "replace"),
             ex.method,
             ex.head.path,
             route.name,
             up.name,
             status,
-            round(duration * 1000, 3),
+            duration_us,
             ex.response_bytes,
             peer,
             ex.fallback_reason,
@@ -453,7 +475,7 @@ class DataPlane:
         )
 
     def record_abandoned(self, ex: Exchange) -> None:
-        self.record(ex, "-", status_override=499, error="client_closed")
+        self.record(ex, "-", '"-"', status_override=499, error="client_closed")
 
     def record_local(
         self, status: int, error: str, kind: str | None, peer: str, request_id: bytes

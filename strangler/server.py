@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from strangler import headers as hdr
+from strangler.accesslog import quote_json
 from strangler.deadlines import ConnectionDeadlines
 from strangler.dispatch import dispatch_request
 from strangler.errors import error_response
@@ -63,6 +64,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.peer = "-"
         self.peer_b = b"-"
+        self.peer_json = '"-"'
         self.closed = False
         self.current: Exchange | None = None
         self.queue: deque[_Incoming] = deque()
@@ -94,6 +96,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         if peer:
             self.peer = str(peer[0])
             self.peer_b = self.peer.encode()
+            self.peer_json = quote_json(self.peer)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -313,12 +316,12 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
             out.clear()
             if self.transport is not None and not self.closed:
                 self.transport.write(data)
-        self.plane.record(ex, self.peer)
+        self.plane.record(ex, self.peer, self.peer_json)
         self._next(ex)
 
     def abort_response(self, ex: Exchange) -> None:
         self.out.clear()
-        self.plane.record(ex, self.peer, status_override=ex.status or 502)
+        self.plane.record(ex, self.peer, self.peer_json, status_override=ex.status or 502)
         self.current = None
         self._close(abort=True)
 
@@ -346,12 +349,12 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
                 close=not self.keep_alive,
             )
         )
-        self.plane.record(ex, self.peer, error=kind or error)
+        self.plane.record(ex, self.peer, self.peer_json, error=kind or error)
         self._next(ex)
 
     def start_tunnel(self, ex: Exchange, conn: UpstreamConnection, rest: bytes) -> None:
         self.flush_out()  # the 101 head
-        self.plane.record(ex, self.peer)
+        self.plane.record(ex, self.peer, self.peer_json)
         self._cancel_timer()
         self.current = None
         transport = self.transport
