@@ -212,7 +212,7 @@ def document(results: Sequence[ProxyResult], meta: dict[str, Any], notes: Sequen
     for result in results:
         profile = result.extra.get("profile")
         if profile:
-            lines += [f"## Profile: {result.label} (py-spy, one extra c32 run)", ""]
+            lines += [f"## Profile: {result.label} (one extra c32 run)", ""]
             lines += [*profile["table"], "", f"Files: {', '.join(profile['files'])}", ""]
     facts = [
         f"- {r.label}: {json.dumps({k: v for k, v in r.extra.items() if k != 'profile'})}"

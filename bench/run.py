@@ -8,7 +8,7 @@ strangler with the realistic config of bench/configs/strangler.yaml, and strangl
 ``--workers 2``. Each proxy is pinned to CPU 0, wrk and the backends to CPU 1. wrk drives each at
 concurrency 1 and 32 for a few seconds, several runs, and the medians go to a markdown table
 (and a JSON file beside it). Then 1 GiB is streamed through each proxy in both directions, and
-py-spy profiles strangler during one extra c32 run.
+perf (or py-spy without perf) profiles strangler during one extra c32 run.
 
 Installs nothing: without wrk or nginx it prints the apt command and exits 2. All traffic goes to
 127.0.0.1; every process it starts is stopped by PID when it ends.
@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import perfprofile
 import procs
 import profiling
 import report
@@ -278,7 +279,8 @@ class Bench:
             if first and result.key in ("strangler", "strangler-w2"):
                 result.extra.update(self.strangler_facts(result.key))
             if first and result.key in PROFILED and not self.args.no_profile:
-                result.extra["profile"] = profiling.profile(
+                profiler = perfprofile if shutil.which("perf") else profiling
+                result.extra["profile"] = profiler.profile(
                     result.key,
                     managed.pid,
                     f"http://127.0.0.1:{self.ports['proxy']}{TARGET_PATH}",
@@ -437,10 +439,15 @@ def main() -> int:
         return 2
     if (
         not args.no_profile
+        and shutil.which("perf") is None
         and shutil.which("py-spy") is None
         and not Path(PYTHON).with_name("py-spy").exists()
     ):
-        print("py-spy missing (pip install py-spy): the profile is skipped", file=sys.stderr)
+        print(
+            "neither perf nor py-spy (apt-get install linux-perf, or pip install py-spy): "
+            "the profile is skipped",
+            file=sys.stderr,
+        )
         args.no_profile = True
     environment = machine()  # first: the date is the start's, and a failure here costs nothing
     with tempfile.TemporaryDirectory(prefix="strangler-bench-") as tmp:
