@@ -37,8 +37,14 @@ quote_json = encode_basestring_ascii  # a str as a JSON string literal, ASCII on
 
 def milliseconds(microseconds: int) -> str:
     """``1234`` -> ``"1.234"``: a JSON number of milliseconds without float formatting."""
-    whole, fraction = divmod(microseconds, 1000)
-    return f"{whole}.{fraction:03d}"
+    whole = microseconds // 1000
+    fraction = microseconds - whole * 1000
+    # Plain int-to-str conversions: a ":03d" format spec goes through the general formatter.
+    if fraction >= 100:
+        return f"{whole}.{fraction}"
+    if fraction >= 10:
+        return f"{whole}.0{fraction}"
+    return f"{whole}.00{fraction}"
 
 
 class AccessLog:

@@ -66,11 +66,12 @@ class Target(NamedTuple):
 
 # Fast path: "/" or non-empty segments that do not start with "." (so no "//" and no dot
 # segment), made of RFC 3986 pchar characters minus "%" and ";" (path parameters), and an
-# optional trailing slash; then an optional query free of control bytes and "#".
-_PLAIN = rb"A-Za-z0-9\-_~!$&'()*+,=:@"
-_FAST_ORIGIN = re.compile(
-    rb"(/|(?:/[" + _PLAIN + rb"][" + _PLAIN + rb".]*)+/?)(?:\?([^\x00-\x1f\x7f#]*))?"
-)
+# optional trailing slash; then an optional query free of control bytes and "#". Checked with
+# bytes.translate through a precomputed table (allowed bytes become 1, the others 0) and two
+# substring tests: a fraction of what the equivalent regular expression costs per request.
+_PLAIN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~!$&'()*+,=:@"
+_FAST_PATH_TABLE = bytes(1 if byte in _PLAIN + b"./" else 0 for byte in range(256))
+_FAST_QUERY_TABLE = bytes(0 if byte < 0x20 or byte in b"\x7f#" else 1 for byte in range(256))
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _DOUBLE_ENCODED = re.compile(rb"%25(?:2e|2f|5c|00)", re.IGNORECASE)
@@ -86,11 +87,21 @@ _RAW_CHAR = tuple(chr(byte) for byte in range(128))
 
 def normalize_target(raw: bytes) -> Target:
     """Normalise the raw request-target of a request line, or raise :class:`UnsafeTarget`."""
-    fast = _FAST_ORIGIN.fullmatch(raw)
-    if fast is not None:
-        path_bytes, query = fast.groups()
-        return Target(path_bytes.decode("ascii"), query or b"", query is not None, None)
+    path_bytes, question, query = raw.partition(b"?")
+    if _plain(path_bytes, query):
+        return Target(path_bytes.decode("ascii"), query, bool(question), None)
     return _normalize_slow(raw)
+
+
+def _plain(path_bytes: bytes, query: bytes) -> bool:
+    """Whether a target split at its first "?" needs no normalisation (the fast path)."""
+    return (
+        path_bytes[:1] == b"/"
+        and 0 not in path_bytes.translate(_FAST_PATH_TABLE)
+        and b"//" not in path_bytes
+        and b"/." not in path_bytes
+        and (not query or 0 not in query.translate(_FAST_QUERY_TABLE))
+    )
 
 
 def _normalize_slow(raw: bytes) -> Target:

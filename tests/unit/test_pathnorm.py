@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
-from strangler.pathnorm import Target, UnsafeTarget, normalize_target
+from strangler.pathnorm import Target, UnsafeTarget, _normalize_slow, _plain, normalize_target
 
 REJECTED = [
     ("nul-raw", b"/a\x00b", "nul"),
@@ -173,9 +176,31 @@ FAST_PATH_INPUTS = [
 ]
 
 
+# The fast path's definition as a regular expression: "/" or non-empty segments not starting
+# with ".", of pchar minus "%" and ";", an optional trailing slash, then an optional query free
+# of control bytes and "#".
+_PCHAR = rb"A-Za-z0-9\-_~!$&'()*+,=:@"
+FAST_SPEC = re.compile(
+    rb"(/|(?:/[" + _PCHAR + rb"][" + _PCHAR + rb".]*)+/?)(?:\?([^\x00-\x1f\x7f#]*))?"
+)
+
+
 @pytest.mark.parametrize("raw", FAST_PATH_INPUTS, ids=[r.decode() for r in FAST_PATH_INPUTS])
 def test_fast_path_agrees_with_full_normalisation(raw: bytes) -> None:
-    from strangler.pathnorm import _FAST_ORIGIN, _normalize_slow
-
-    assert _FAST_ORIGIN.fullmatch(raw) is not None
+    path, _, query = raw.partition(b"?")
+    assert _plain(path, query)
     assert normalize_target(raw) == _normalize_slow(raw)
+
+
+def test_fast_path_is_exactly_its_definition_on_random_targets() -> None:
+    rng = random.Random(1729)
+    alphabet = [*b"/./?%#;a:@~-", 0x00, 0x1F, 0x7F, 0x80, 0xFF, *b"AZaz09"]
+    fast = 0
+    for _ in range(20_000):
+        raw = bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+        path, _, query = raw.partition(b"?")
+        assert _plain(path, query) == (FAST_SPEC.fullmatch(raw) is not None), raw
+        if _plain(path, query):
+            fast += 1
+            assert normalize_target(raw) == _normalize_slow(raw), raw
+    assert fast > 200  # the sample reached the fast path often enough to say something
