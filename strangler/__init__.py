@@ -24,6 +24,7 @@ COMPILED_MODULES = (
     "errors",
     "exchange",
     "headers",
+    "metrics",
     "pathnorm",
     "progress",
     "request",

@@ -9,7 +9,6 @@ The request path touches only pre-bound children and one small dict lookup per r
 from __future__ import annotations
 
 import contextlib
-import weakref
 from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
@@ -34,7 +33,8 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self._tracked: weakref.WeakSet[RouteMetrics] = weakref.WeakSet()
+        self._tracked: list[RouteMetrics] = []
+        self._routes: dict[tuple[str, frozenset[tuple[str, str]]], RouteMetrics] = {}
         r = self.registry
         # Registered before the families, so every collection sees the pending counts.
         r.register(_FlushFirst(self))
@@ -138,11 +138,24 @@ class Metrics:
             self.reloads.labels(result)
 
     def track(self, route_metrics: RouteMetrics) -> None:
-        self._tracked.add(route_metrics)
+        self._tracked.append(route_metrics)
+
+    def route(self, name: str, roles: dict[str, str]) -> RouteMetrics:
+        """The route's bound children, the same object for the same route and upstreams.
+
+        Reused across config snapshots, so requests still finishing on an old snapshot after a
+        reload add to counts that the next flush still sees (a new object per snapshot would
+        lose what was pending in the old one when it went away).
+        """
+        key = (name, frozenset(roles.items()))
+        found = self._routes.get(key)
+        if found is None:
+            found = self._routes[key] = RouteMetrics(self, name, roles)
+        return found
 
     def flush(self) -> None:
         """Move every route's pending per-request counts into the Prometheus children."""
-        for route_metrics in list(self._tracked):
+        for route_metrics in self._tracked:
             route_metrics.flush()
 
     def set_stages(self, routes: Iterable[tuple[str, str, float]], previous: Iterable[str]) -> None:
@@ -169,15 +182,13 @@ class _FlushFirst:
     """A collector with no metrics of its own: collecting it flushes the pending counts."""
 
     def __init__(self, metrics: Metrics) -> None:
-        self._metrics = weakref.ref(metrics)
+        self._metrics = metrics
 
     def describe(self) -> list[Metric]:
         return []
 
     def collect(self) -> list[Metric]:
-        metrics = self._metrics()
-        if metrics is not None:
-            metrics.flush()
+        self._metrics.flush()
         return []
 
 
@@ -219,7 +230,6 @@ class RouteMetrics:
     """
 
     __slots__ = (
-        "__weakref__",
         "_durations",
         "_hist",
         "_m",

@@ -307,9 +307,7 @@ def build_snapshot(
                         route.name, up_name, route, clock, on_breaker, metrics
                     )
         progress = old_route.progress if old_route else RouteProgress(clock)
-        rt = RouteRuntime(
-            route, upstreams, breakers, RouteMetrics(metrics, route.name, roles), progress
-        )
+        rt = RouteRuntime(route, upstreams, breakers, metrics.route(route.name, roles), progress)
         if old_route is not None and (
             old_route.retry.budget_percent,
             old_route.retry.min_retry_concurrency,
@@ -378,7 +376,8 @@ class DataPlane:
         self.access = access
         self.logger = logger
         self.connections: set[ClientConnection] = set()
-        self._id_prefix = os.urandom(6).hex().encode()
+        # 16 hex digits of a fixed length, then the counter in decimal: unique and alphanumeric.
+        self._id_prefix = os.urandom(8).hex().encode()
         self._id_counter = itertools.count()
         self.snapshot = snapshot
         self.install(snapshot)
@@ -394,7 +393,7 @@ class DataPlane:
 
     def new_request_id(self) -> bytes:
         """A unique id: a random per-process prefix and a counter (cheaper than urandom)."""
-        return b"%s%010x" % (self._id_prefix, next(self._id_counter))
+        return self._id_prefix + str(next(self._id_counter)).encode()
 
     def forwarding_headers(
         self, raw: list[tuple[bytes, bytes]], host: object, peer_b: bytes, request_id: bytes

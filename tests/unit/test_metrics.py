@@ -75,3 +75,28 @@ def test_counts_are_exact_at_every_collection_and_survive_the_route_object() -> 
         )
         == 1
     )
+
+
+def test_a_route_keeps_its_counts_across_snapshots() -> None:
+    # A reload builds a new snapshot while requests on the old one still finish: both must add
+    # to the same pending counts, or what the old object held at its end would be lost.
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    old = metrics.route("orders", {"orders": "extracted", "legacy": "legacy"})
+    new = metrics.route("orders", {"legacy": "legacy", "orders": "extracted"})
+    assert new is old
+    old.observe("orders", "GET", 200, 0.01)  # a request finishing on the old snapshot
+    del old
+    new.observe("orders", "GET", 200, 0.02)
+    samples = _samples(registry, "strangler_requests_total")
+    key = (
+        "strangler_requests_total",
+        ("code", "200"),
+        ("method", "GET"),
+        ("role", "extracted"),
+        ("route", "orders"),
+        ("upstream", "orders"),
+    )
+    assert samples[key] == 2
+    # Other upstreams (a canary that moved) get their own children.
+    assert metrics.route("orders", {"orders": "extracted"}) is not new
