@@ -24,7 +24,11 @@ KNOWN_METHODS = frozenset(
 )
 STAGES = ("legacy", "shadow", "canary", "migrated", "retired")
 BREAKER_STATES = ("closed", "open", "half_open")
-_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Typed as a variable-length tuple: a fixed-length one is a C struct in the compiled build,
+# boxed into a new tuple of 14 floats every time a loop walks it.
+_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
 
 
 class Metrics:
