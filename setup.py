@@ -6,7 +6,7 @@ anyway) compiles those modules to C: attribute reads become struct reads and cal
 direct C calls, which roughly halves the Python cost of a proxied request (bench/README.md).
 The Python source stays the one source of truth and runs as is wherever it is not compiled:
 ``STRANGLER_PURE_PYTHON=1`` at install time, or no C compiler or Python headers on the machine.
-`strangler.compiled()` says which one is running.
+`strangler.build()` says which one is running.
 """
 
 from __future__ import annotations

@@ -122,6 +122,11 @@ class Bench:
             self.tmp,
         )
 
+    def start_script(self, key: str, script: str, *args: str) -> procs.Managed:
+        """A Python proxy from bench/ on the proxy port, pinned like every proxy."""
+        argv = [PYTHON, str(BENCH / script), "--port", str(self.ports["proxy"]), *args]
+        return procs.start(key, argv, self.proxy_cpus, self.tmp)
+
     def start_proxy(self, key: str) -> tuple[procs.Managed, Callable[[], None]]:
         """Start one proxy on the proxy port; returns it and a readiness check."""
         port = self.ports["proxy"]
@@ -135,34 +140,17 @@ class Bench:
                 stream_port=self.ports["stream"],
             )
         elif key == "naive":
-            managed = procs.start(
-                "naive",
-                [
-                    PYTHON,
-                    str(BENCH / "naive_proxy.py"),
-                    "--port",
-                    str(port),
-                    "--upstream",
-                    f"http://127.0.0.1:{self.ports['backend']}",
-                    "--stream-upstream",
-                    f"http://127.0.0.1:{self.ports['stream']}",
-                ],
-                self.proxy_cpus,
-                self.tmp,
+            managed = self.start_script(
+                key,
+                "naive_proxy.py",
+                "--upstream",
+                f"http://127.0.0.1:{self.ports['backend']}",
+                "--stream-upstream",
+                f"http://127.0.0.1:{self.ports['stream']}",
             )
         elif key == "lean":
-            managed = procs.start(
-                "lean",
-                [
-                    PYTHON,
-                    str(BENCH / "lean_proxy.py"),
-                    "--port",
-                    str(port),
-                    "--upstream-port",
-                    str(self.ports["backend"]),
-                ],
-                self.proxy_cpus,
-                self.tmp,
+            managed = self.start_script(
+                key, "lean_proxy.py", "--upstream-port", str(self.ports["backend"])
             )
         else:
             workers = 2 if key == "strangler-w2" else 1

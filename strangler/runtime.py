@@ -446,9 +446,10 @@ class DataPlane:
         if not access.enabled:
             return
         duration_us = int(duration * 1_000_000)
+        request_id = ex.request_id.decode("ascii", "replace")
         if ex.fallback_reason is None and error is None:
             access.proxied(
-                ex.request_id.decode("ascii", "replace"),
+                request_id,
                 ex.method,
                 ex.head.path,
                 route.name_json,
@@ -460,7 +461,7 @@ class DataPlane:
             )
             return
         access.log(
-            ex.request_id.decode("ascii", "replace"),
+            request_id,
             ex.method,
             ex.head.path,
             route.name,
