@@ -38,7 +38,7 @@ COMPILED_MODULES = (
 
 
 def build() -> str:
-    """"compiled" when the data plane runs as mypyc C extensions, else "interpreted"."""
+    """The build in use: "compiled" (the data plane as mypyc C extensions) or "interpreted"."""
     spec = importlib.util.find_spec("strangler.server")
     compiled = spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
     return "compiled" if compiled else "interpreted"

@@ -13,7 +13,7 @@ import asyncio
 import sys
 import time
 from json.encoder import encode_basestring_ascii
-from typing import IO
+from typing import IO, Final
 
 __all__ = ["AccessLog"]
 
@@ -35,16 +35,14 @@ _DURATION = _FIELDS.index("duration_ms")
 quote_json = encode_basestring_ascii  # a str as a JSON string literal, ASCII only
 
 
+# ".000" to ".999": the fraction of a millisecond figure, by its microseconds.
+_FRACTIONS: Final = tuple(f".{fraction:03d}" for fraction in range(1000))
+
+
 def milliseconds(microseconds: int) -> str:
     """``1234`` -> ``"1.234"``: a JSON number of milliseconds without float formatting."""
     whole = microseconds // 1000
-    fraction = microseconds - whole * 1000
-    # Plain int-to-str conversions: a ":03d" format spec goes through the general formatter.
-    if fraction >= 100:
-        return f"{whole}.{fraction}"
-    if fraction >= 10:
-        return f"{whole}.0{fraction}"
-    return f"{whole}.00{fraction}"
+    return str(whole) + _FRACTIONS[microseconds - whole * 1000]
 
 
 class AccessLog:
@@ -94,14 +92,17 @@ class AccessLog:
     ) -> None:
         """Queue the common line: a request answered by an upstream, no fallback, no error.
 
-        `request_id` needs no escaping (generated, or checked against a safe alphabet when it
-        came from the client); `route_json`, `upstream_json` and `client_json` are already JSON
-        string literals (`quote_json`), rendered once per route, upstream and connection.
+        `request_id`, `method` and `path` need no escaping: the id is generated, or checked
+        against a safe alphabet when it came from the client; the method is an HTTP token (the
+        parser accepts no other); the path is normalised (`strangler.pathnorm`: printable ASCII,
+        with `"` percent-encoded and `\\` refused). `route_json`, `upstream_json` and
+        `client_json` are already JSON string literals (`quote_json`), rendered once per route,
+        upstream and connection.
         """
         if self.enabled:
             self._queue_line(
-                f',"request_id":"{request_id}","method":{quote_json(method)},'
-                f'"path":{quote_json(path)},"route":{route_json},"upstream":{upstream_json},'
+                f',"request_id":"{request_id}","method":"{method}",'
+                f'"path":"{path}","route":{route_json},"upstream":{upstream_json},'
                 f'"status":{status},"duration_ms":{milliseconds(duration_us)},"bytes":{size},'
                 f'"client":{client_json}}}'
             )

@@ -147,15 +147,23 @@ class CircuitBreaker:
 
     __slots__ = (
         "_clock",
+        "_closed",
         "_consecutive",
+        "_consecutive_limit",
+        "_count_window",
+        "_failure_rate",
         "_generation",
+        "_minimum_calls",
         "_on_transition",
         "_opened_at",
         "_policy",
         "_probes_admitted",
         "_probes_succeeded",
+        "_slow_call_duration",
+        "_slow_call_rate",
         "_state",
         "_window",
+        "failure_statuses",
     )
 
     def __init__(
@@ -167,7 +175,17 @@ class CircuitBreaker:
         self._policy = policy
         self._clock = clock
         self._on_transition = on_transition
+        # The policy's per-call figures as this object's own fields (the policy stays an
+        # interpreted dataclass; a compiled build reads its own fields far faster).
+        self.failure_statuses: frozenset[int] = frozenset(policy.failure_statuses)
+        self._slow_call_duration: float = policy.slow_call_duration
+        self._minimum_calls: int = policy.minimum_calls
+        self._consecutive_limit: int | None = policy.consecutive_failures
+        self._failure_rate: float | None = policy.failure_rate_threshold
+        self._slow_call_rate: float | None = policy.slow_call_rate_threshold
+        self._count_window = policy.window_type == "count"
         self._state = BreakerState.CLOSED
+        self._closed = True  # self._state is BreakerState.CLOSED, without the enum lookup
         self._generation = 0
         self._opened_at = 0.0
         self._consecutive = 0
@@ -187,9 +205,9 @@ class CircuitBreaker:
 
     def allow(self) -> int | None:
         """A permit for one call, or None when the call must be rejected now."""
-        state = self._state
-        if state is BreakerState.CLOSED:
+        if self._closed:
             return self._generation
+        state = self._state
         if state is BreakerState.OPEN and not self._half_open_if_due():
             return None
         if self._probes_admitted >= self._policy.half_open_probes:
@@ -201,25 +219,24 @@ class CircuitBreaker:
         """Settle a permit with the call's outcome; stale permits are ignored."""
         if permit != self._generation:
             return
-        policy = self._policy
-        slow = duration > policy.slow_call_duration
-        if self._state is BreakerState.HALF_OPEN:
-            if failure or (slow and policy.slow_call_rate_threshold is not None):
+        slow = duration > self._slow_call_duration
+        if not self._closed:
+            # A current permit while not closed can only be a half-open one: OPEN issues none.
+            if failure or (slow and self._slow_call_rate is not None):
                 self._open()
                 return
             self._probes_succeeded += 1
-            if self._probes_succeeded >= policy.half_open_probes:
+            if self._probes_succeeded >= self._policy.half_open_probes:
                 self._close()
             return
-        # A current permit while not half-open can only be a closed one: OPEN issues none.
         window = self._window
         # A count window does not age: the clock is read only for a time window.
-        window.add(failure, slow, 0.0 if type(window) is _CountWindow else self._clock())
+        window.add(failure, slow, 0.0 if self._count_window else self._clock())
         if failure:
             self._consecutive += 1
         else:
             self._consecutive = 0
-            if window.calls < policy.minimum_calls:
+            if window.calls < self._minimum_calls:
                 return  # no rate is evaluated yet, and a success ends any failure streak
         if self._should_trip():
             self._open()
@@ -270,25 +287,18 @@ class CircuitBreaker:
         }
 
     def _should_trip(self) -> bool:
-        policy = self._policy
-        if (
-            policy.consecutive_failures is not None
-            and self._consecutive >= policy.consecutive_failures
-        ):
+        limit = self._consecutive_limit
+        if limit is not None and self._consecutive >= limit:
             return True
         window = self._window
         calls = window.calls
-        if calls < policy.minimum_calls:
+        if calls < self._minimum_calls:
             return False
-        if (
-            policy.failure_rate_threshold is not None
-            and 100.0 * window.failures >= policy.failure_rate_threshold * calls
-        ):
+        failure_rate = self._failure_rate
+        if failure_rate is not None and 100.0 * window.failures >= failure_rate * calls:
             return True
-        return (
-            policy.slow_call_rate_threshold is not None
-            and 100.0 * window.slow_calls >= policy.slow_call_rate_threshold * calls
-        )
+        slow_rate = self._slow_call_rate
+        return slow_rate is not None and 100.0 * window.slow_calls >= slow_rate * calls
 
     def _half_open_if_due(self) -> bool:
         if self._clock() - self._opened_at < self._policy.open_duration:
@@ -309,6 +319,7 @@ class CircuitBreaker:
     def _transition(self, new: BreakerState) -> None:
         old = self._state
         self._state = new
+        self._closed = new is BreakerState.CLOSED
         self._generation += 1
         if self._on_transition is not None:
             self._on_transition(old, new)

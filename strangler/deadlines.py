@@ -14,7 +14,10 @@ deadline means (`_deadline_passed`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from strangler.exchange import Exchange
 
 __all__ = ["ConnectionDeadlines"]
 
@@ -29,9 +32,8 @@ class ConnectionDeadlines:
         self.deadline_kind = "idle"
         self.timer: asyncio.TimerHandle | None = None
         self.timer_when = 0.0  # the handle's when(), without a call per request
-        self.ex_owner: object | None = None
+        self.ex_owner: Exchange | None = None  # its deadline_passed() runs when due
         self.ex_deadline = 0.0
-        self.ex_callback: Callable[[], None] | None = None
 
     # ---- what the connection says ---------------------------------------------------------
     def _deadline_passed(self, kind: str) -> None:
@@ -52,11 +54,11 @@ class ConnectionDeadlines:
         if self.timer is None or self.timer_when > when:
             self._arm_timer(when)
 
-    def arm_exchange(self, owner: object, when: float, callback: Callable[[], None]) -> None:
-        """The current exchange's deadline (response or bulkhead wait), on the same handle."""
+    def arm_exchange(self, owner: Exchange, when: float) -> None:
+        """The current exchange's deadline (response or bulkhead wait), on the same handle: the
+        exchange's `deadline_passed()` runs when it passes (no bound method per request)."""
         self.ex_owner = owner
         self.ex_deadline = when
-        self.ex_callback = callback
         if self.timer is None or self.timer_when > when:
             self._arm_timer(when)
 
@@ -64,7 +66,6 @@ class ConnectionDeadlines:
         if self.ex_owner is owner:
             self.ex_owner = None
             self.ex_deadline = 0.0
-            self.ex_callback = None
 
     def _arm_timer(self, when: float) -> None:
         if self.timer is not None:
@@ -77,12 +78,11 @@ class ConnectionDeadlines:
         if self.closed:
             return
         now = self.loop.time()
-        callback = self.ex_callback
-        if callback is not None and now >= self.ex_deadline:
+        owner = self.ex_owner
+        if owner is not None and now >= self.ex_deadline:
             self.ex_owner = None
             self.ex_deadline = 0.0
-            self.ex_callback = None
-            callback()
+            owner.deadline_passed()
             if self._gone():
                 return
         if self.deadline and now >= self.deadline:

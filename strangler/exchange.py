@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from strangler.retry import IDEMPOTENT_METHODS, backoff_delay, retry_decision
+from strangler.upstream import ResponseSink
 
 if TYPE_CHECKING:
     from strangler.request import RequestHead
@@ -38,7 +39,7 @@ _FAILURE_STATUS = {"refused": 502, "reset": 502, "malformed": 502, "timeout": 50
 _CHUNK_END = b"0\r\n\r\n"
 
 
-class Exchange:
+class Exchange(ResponseSink):
     """The life of one proxied request; see the module docstring."""
 
     __slots__ = (
@@ -58,6 +59,7 @@ class Exchange:
         "conn",
         "deadline",
         "done",
+        "end",
         "fallback_reason",
         "has_body",
         "head",
@@ -102,8 +104,9 @@ class Exchange:
         self.loop = client.loop
         self.start = self.loop.time()
         self.attempt_start = self.start
-        timeout = route.config.timeout  # route.timeout_for(upstream), inline
-        self.deadline = self.start + (timeout if timeout is not None else upstream.config.timeout)
+        self.end = 0.0  # when the upstream's answer ended (0.0 until then)
+        timeout = route.timeout  # route.timeout_for(upstream), inline
+        self.deadline = self.start + (timeout if timeout is not None else upstream.timeout)
         self.has_body = has_body
         self.chunked_out = chunked
         self.head_only = method == "HEAD"
@@ -112,7 +115,7 @@ class Exchange:
         self.body_done = not has_body
         self.body_bytes = 0
         self.pending: list[bytes] = []
-        keep_limit = route.fallback_buffer if (route.fallback or route.retry.attempts > 1) else 0
+        keep_limit = route.fallback_buffer if (route.fallback or route.retry_attempts > 1) else 0
         self.kept: list[bytes] | None = [] if keep_limit > 0 or not has_body else None
         self.conn: UpstreamConnection | None = None
         self.attempts = 0
@@ -179,7 +182,7 @@ class Exchange:
             if not bulkhead.try_enter():
                 if up.bulkhead_wait > 0 and bulkhead.enqueue(self._bulkhead_granted):
                     self._waiting_bulkhead = self._bulkhead_granted
-                    self._arm(up.bulkhead_wait, self._bulkhead_timeout)
+                    self._arm(up.bulkhead_wait)  # deadline_passed: _bulkhead_timeout
                     return
                 up.metrics.bulkhead_rejected()
                 self._unavailable("bulkhead_full", retry_after=None)
@@ -190,6 +193,7 @@ class Exchange:
     def _bulkhead_granted(self) -> None:
         self._waiting_bulkhead = None
         self._disarm()
+        self.attempt_start = self.loop.time()  # the try starts now, after its wait
         self._bulkhead_up = self.upstream
         self._after_bulkhead()
 
@@ -212,16 +216,16 @@ class Exchange:
                 return
             self._permit = permit
         route = self.route
-        timeout = route.config.timeout  # route.timeout_for(up), inline
+        timeout = route.timeout  # route.timeout_for(up), inline
         if timeout is None:
-            timeout = up.config.timeout
-        per_try = route.retry.per_try_timeout
+            timeout = up.timeout
+        per_try = route.per_try_timeout
         if per_try is not None and per_try < timeout:
             timeout = per_try
-        now = self.loop.time()
+        now = self.attempt_start  # set by _attempt just now: no second clock read
         remaining = self.deadline - now
         when = now + min(timeout, max(remaining, 0.0))
-        self.client.arm_exchange(self, when, self._on_timeout)
+        self.client.arm_exchange(self, when)  # deadline_passed: _on_timeout
         conn = up.pool.take_idle()
         if conn is not None:
             self._on_connection(conn)  # the common case: no callbacks bound, no canceller
@@ -286,6 +290,7 @@ class Exchange:
 
     def on_upstream_complete(self) -> None:
         self.conn = None
+        self.end = end = self.loop.time()  # read once: the breaker, metrics and access log
         permit = self._permit
         if permit is not None:
             self._permit = None
@@ -293,8 +298,8 @@ class Exchange:
             if breaker is not None:
                 breaker.record(
                     permit,
-                    failure=self.status in breaker.policy.failure_statuses,
-                    duration=self.loop.time() - self.attempt_start,
+                    failure=self.status in breaker.failure_statuses,
+                    duration=end - self.attempt_start,
                 )
         # _end_attempt's disarm and retry release are part of _finish below.
         if self._bulkhead_up is not None:
@@ -441,9 +446,17 @@ class Exchange:
             if up.bulkhead is not None:
                 up.bulkhead.release()
 
-    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+    def _arm(self, delay: float) -> None:
         # The client connection's single timer carries this deadline (see arm_exchange).
-        self.client.arm_exchange(self, self.loop.time() + delay, callback)
+        self.client.arm_exchange(self, self.loop.time() + delay)
+
+    def deadline_passed(self) -> None:
+        """The deadline armed on the client connection passed: the bulkhead wait's, while
+        waiting for a slot, else the try's."""
+        if self._waiting_bulkhead is not None:
+            self._bulkhead_timeout()
+        else:
+            self._on_timeout()
 
     def _disarm(self) -> None:
         self.client.disarm_exchange(self)

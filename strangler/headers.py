@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Final
 
 __all__ = [
     "FORWARDING",
@@ -182,26 +183,47 @@ def request_drop_set(*, trust_forwarded: bool) -> frozenset[bytes]:
     return frozenset(drop)
 
 
-_NONE: list[bytes] = []  # the shared "none seen" value of RequestScan's lists: never mutated
-_NO_HEADERS: list[tuple[bytes, bytes]] = []
+_NONE: Final[list[bytes]] = []  # the shared "none seen" value of RequestScan's lists: never mutated
 
 
 class RequestScan:
     """What one pass over a request's headers found (see `scan_request`).
 
-    Class-level defaults, no __init__: a scan costs one small object and only the attributes a
-    request actually has. The lists default to one shared empty list that is never appended to:
-    a header seen replaces it with a new list.
+    The lists start as one shared empty list that is never appended to (a header seen replaces
+    it with a new list): a scan costs one small object and the lists a request actually has.
     """
 
-    kept: list[tuple[bytes, bytes]] = _NO_HEADERS  # always replaced by the scan
-    hosts: list[bytes] = _NONE
-    lengths: list[bytes] = _NONE
-    te: list[bytes] = _NONE
-    connection: list[bytes] = _NONE
-    expect: bytes | None = None
-    upgrade: bytes | None = None
-    request_id: bytes | None = None
+    __slots__ = (
+        "connection",
+        "expect",
+        "hosts",
+        "kept",
+        "lengths",
+        "request_id",
+        "te",
+        "upgrade",
+    )
+
+    def __init__(self, kept: list[tuple[bytes, bytes]]) -> None:
+        none = _NONE
+        self.kept = kept
+        self.hosts = none
+        self.lengths = none
+        self.te = none
+        self.connection = none
+        self.expect: bytes | None = None
+        self.upgrade: bytes | None = None
+        self.request_id: bytes | None = None
+
+
+def _lists_names(connection: list[bytes]) -> bool:
+    """Whether Connection values may name headers (anything but one standard token)."""
+    if len(connection) > 1:
+        return True
+    value = connection[0]
+    if value == b"keep-alive" or value == b"close":
+        return False  # the usual spellings, without strip() and lower()
+    return value.strip().lower() not in _STANDARD_CONNECTION_TOKENS
 
 
 def scan_request(
@@ -213,9 +235,8 @@ def scan_request(
     the request id header (the proxy sends its own), nor (second pass, only when present) names
     listed in Connection.
     """
-    scan = RequestScan()
     kept: list[tuple[bytes, bytes]] = []
-    scan.kept = kept
+    scan = RequestScan(kept)
     special = _REQUEST_SPECIAL
     for item in raw:
         name = item[0]
@@ -238,13 +259,12 @@ def scan_request(
             if scan.request_id is None and is_valid_request_id(item[1]):
                 scan.request_id = item[1]
             continue
-        if name in drop or b"_" in name or name.startswith(_INTERNAL_PREFIX):
+        # 0x5F is "_": an int operand (a bytes one makes CPython raise and clear a TypeError)
+        if name in drop or 0x5F in name or name.startswith(_INTERNAL_PREFIX):
             continue
         kept.append(item)
     connection = scan.connection
-    if connection and (
-        len(connection) > 1 or connection[0].strip().lower() not in _STANDARD_CONNECTION_TOKENS
-    ):
+    if connection and _lists_names(connection):
         listed = connection_tokens(connection) - _STANDARD_CONNECTION_TOKENS
         if listed:
             scan.kept = [item for item in kept if item[0] not in listed]
@@ -322,7 +342,11 @@ def scan_response(
         if kind is None:
             kind = slow.get(item[0].lower(), _KEEP)
         if kind == _KEEP:
-            parts += (item[0], b": ", item[1], b"\r\n")
+            # Four appends: cheaper than `parts += (...)`, which builds a tuple per header.
+            parts.append(item[0])
+            parts.append(b": ")
+            parts.append(item[1])
+            parts.append(b"\r\n")
         elif kind == 0:
             if length is None:
                 length = item[1]
@@ -330,9 +354,7 @@ def scan_response(
             chunked = True
         elif kind == 2:
             connection = [item[1]] if connection is None else [*connection, item[1]]
-    if connection is not None and (
-        len(connection) > 1 or connection[0].strip().lower() not in _STANDARD_CONNECTION_TOKENS
-    ):
+    if connection is not None and _lists_names(connection):
         listed = connection_tokens(connection) - _STANDARD_CONNECTION_TOKENS
         if listed:
             # Rare: render again without the listed names.

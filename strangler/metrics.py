@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
@@ -222,6 +222,25 @@ class UpstreamMetrics:
         child.inc()
 
 
+# Methods by code: `observe` counts a request under one int (status * 16 + method code).
+_METHODS: Final = (*sorted(KNOWN_METHODS), "OTHER")
+_METHOD_CODES: Final = {method: code for code, method in enumerate(_METHODS)}
+_OTHER: Final = len(_METHODS) - 1
+
+
+class _Series:
+    """What one route counted for one upstream since the last flush."""
+
+    __slots__ = ("counts", "hist")
+
+    def __init__(self, hist: list[float] | None) -> None:
+        self.counts: dict[int, int] = {}  # status * 16 + method code -> requests
+        # [count per bucket (len(_BUCKETS) + 1 for +Inf)..., sum of seconds], or None for an
+        # upstream outside the route's roles (no histogram child). Floats throughout, so the
+        # compiled build adds unboxed floats instead of converting ints.
+        self.hist = hist
+
+
 class RouteMetrics:
     """Children bound for one route; `observe` is the per-request call.
 
@@ -234,11 +253,10 @@ class RouteMetrics:
 
     __slots__ = (
         "_durations",
-        "_hist",
         "_m",
-        "_pending",
         "_requests",
         "_retries",
+        "_series",
         "name",
         "roles",
     )
@@ -250,19 +268,20 @@ class RouteMetrics:
         self._durations = {
             up: metrics.duration.labels(name, up, role) for up, role in roles.items()
         }
-        self._requests: dict[tuple[str, str, int], Counter] = {}
+        self._requests: dict[tuple[str, int], Counter] = {}
         self._retries = {up: metrics.retries.labels(name, up) for up in roles}
-        self._pending: dict[tuple[str, str, int], int] = {}
-        # upstream -> [count per bucket (len(_BUCKETS) + 1 for +Inf)..., sum of seconds]; floats
-        # throughout, so the compiled build adds unboxed floats instead of converting ints.
-        self._hist: dict[str, list[float]] = {up: [0.0] * (len(_BUCKETS) + 2) for up in roles}
+        self._series = {up: _Series([0.0] * (len(_BUCKETS) + 2)) for up in roles}
         metrics.track(self)
 
     def observe(self, upstream: str, method: str, status: int, seconds: float) -> None:
-        key = (upstream, method, status)
-        pending = self._pending
-        pending[key] = pending.get(key, 0) + 1
-        hist = self._hist.get(upstream)
+        series = self._series.get(upstream)
+        if series is None:
+            series = self._series[upstream] = _Series(None)
+        code = _METHOD_CODES.get(method)
+        key = status * 16 + (_OTHER if code is None else code)
+        counts = series.counts
+        counts[key] = counts.get(key, 0) + 1
+        hist = series.hist
         if hist is not None:
             # Linear: most answers fall in the first buckets, and a compiled loop over unboxed
             # floats beats a call to bisect through the module globals.
@@ -275,19 +294,21 @@ class RouteMetrics:
             hist[-1] += seconds
 
     def flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        for key, count in pending.items():
-            child = self._requests.get(key)
-            if child is None:
-                upstream, method, status = key
-                label_method = method if method in KNOWN_METHODS else "OTHER"
-                role = self.roles.get(upstream, "none")
-                child = self._requests[key] = self._m.requests.labels(
-                    self.name, upstream, role, label_method, str(status)
-                )
-            child.inc(count)
-        for upstream, hist in self._hist.items():
-            if not any(hist[:-1]):
+        for upstream, series in self._series.items():
+            counts = series.counts
+            if counts:
+                series.counts = {}
+                for key, count in counts.items():
+                    child = self._requests.get((upstream, key))
+                    if child is None:
+                        status, code = divmod(key, 16)
+                        role = self.roles.get(upstream, "none")
+                        child = self._requests[(upstream, key)] = self._m.requests.labels(
+                            self.name, upstream, role, _METHODS[code], str(status)
+                        )
+                    child.inc(count)
+            hist = series.hist
+            if hist is None or not any(hist[:-1]):
                 continue
             histogram: Any = self._durations[upstream]
             # prometheus_client's Histogram child: one value per bucket (+Inf last) and a sum,

@@ -23,14 +23,14 @@ machine-readable ``reason``. The query is returned byte for byte: it is never us
 so only raw control bytes and ``#`` (rejected for the whole target) are checked in it.
 
 Cost: plain ASCII origin-form paths without ``%``, ``;``, ``//`` or a segment starting with
-``.`` take a fast path of one precompiled regex match (a third of the slow path's cost).
+``.`` take a fast path: one compiled pass over the bytes against a precomputed table.
 The module is pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Final
 
 __all__ = ["Target", "UnsafeTarget", "normalize_target"]
 
@@ -49,29 +49,64 @@ class UnsafeTarget(ValueError):
         self.reason = reason
 
 
-class Target(NamedTuple):
-    """A normalised request-target (a NamedTuple, not a frozen dataclass: built once per request,
-    and a frozen dataclass's __init__ costs several times a tuple's).
+class Target:
+    """A normalised request-target, built once per request (a plain class: the compiled build
+    makes it a native object, several times cheaper to build than a NamedTuple).
 
     ``path`` is routed and forwarded as is; ``query`` is the raw query without ``?`` (``b""``
     when absent, ``has_query`` tells ``/p?`` from ``/p``); ``authority`` is the lower-cased
     ``host[:port]`` of an absolute-form target, else ``None``.
     """
 
-    path: str
-    query: bytes
-    has_query: bool
-    authority: str | None
+    __slots__ = ("_authority", "_has_query", "_path", "_query")
+
+    def __init__(self, path: str, query: bytes, has_query: bool, authority: str | None) -> None:
+        self._path = path
+        self._query = query
+        self._has_query = has_query
+        self._authority = authority
+
+    # Read-only (a value, like the NamedTuple it was); compiled, a property read is a C call.
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def query(self) -> bytes:
+        return self._query
+
+    @property
+    def has_query(self) -> bool:
+        return self._has_query
+
+    @property
+    def authority(self) -> str | None:
+        return self._authority
+
+    def _fields(self) -> tuple[str, bytes, bool, str | None]:
+        return (self.path, self.query, self.has_query, self.authority)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Target) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"Target(path={self.path!r}, query={self.query!r}, has_query={self.has_query!r}, "
+            f"authority={self.authority!r})"
+        )
 
 
 # Fast path: "/" or non-empty segments that do not start with "." (so no "//" and no dot
 # segment), made of RFC 3986 pchar characters minus "%" and ";" (path parameters), and an
 # optional trailing slash; then an optional query free of control bytes and "#". Checked with
-# bytes.translate through a precomputed table (allowed bytes become 1, the others 0) and two
-# substring tests: a fraction of what the equivalent regular expression costs per request.
+# a precomputed table (allowed bytes are 1, the others 0), one pass over the path: a fraction of
+# what the equivalent regular expression costs per request.
 _PLAIN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~!$&'()*+,=:@"
-_FAST_PATH_TABLE = bytes(1 if byte in _PLAIN + b"./" else 0 for byte in range(256))
-_FAST_QUERY_TABLE = bytes(0 if byte < 0x20 or byte in b"\x7f#" else 1 for byte in range(256))
+_FAST_PATH_TABLE: Final = bytes(1 if byte in _PLAIN + b"./" else 0 for byte in range(256))
+_FAST_QUERY_TABLE: Final = bytes(0 if byte < 0x20 or byte in b"\x7f#" else 1 for byte in range(256))
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _DOUBLE_ENCODED = re.compile(rb"%25(?:2e|2f|5c|00)", re.IGNORECASE)
@@ -87,21 +122,44 @@ _RAW_CHAR = tuple(chr(byte) for byte in range(128))
 
 def normalize_target(raw: bytes) -> Target:
     """Normalise the raw request-target of a request line, or raise :class:`UnsafeTarget`."""
-    path_bytes, question, query = raw.partition(b"?")
-    if _plain(path_bytes, query):
-        return Target(path_bytes.decode("ascii"), query, bool(question), None)
+    end = _plain_path_end(raw)
+    if end == len(raw):
+        return Target(raw.decode("ascii"), b"", False, None)
+    if end > 0:  # a plain path, then "?"
+        query = raw[end + 1 :]
+        if not query or _plain_query(query):
+            return Target(raw[:end].decode("ascii"), query, True, None)
     return _normalize_slow(raw)
 
 
 def _plain(path_bytes: bytes, query: bytes) -> bool:
     """Whether a target split at its first "?" needs no normalisation (the fast path)."""
-    return (
-        path_bytes[:1] == b"/"
-        and 0 not in path_bytes.translate(_FAST_PATH_TABLE)
-        and b"//" not in path_bytes
-        and b"/." not in path_bytes
-        and (not query or 0 not in query.translate(_FAST_QUERY_TABLE))
-    )
+    return _plain_path_end(path_bytes) == len(path_bytes) and (not query or _plain_query(query))
+
+
+def _plain_path_end(raw: bytes) -> int:
+    """Where the plain path at the start of `raw` ends (its length, or the index of its "?"),
+    or -1 when the path is not plain.
+
+    One compiled loop over the bytes: allowed characters, and no "/" followed by "/" or "."
+    (cheaper than a `find` and substring tests, which are generic method calls on bytes)."""
+    length = len(raw)
+    if length == 0 or raw[0] != 0x2F:
+        return -1
+    table = _FAST_PATH_TABLE
+    previous = 0x2F
+    for index in range(1, length):
+        byte = raw[index]
+        if byte == 0x3F:  # "?"
+            return index
+        if not table[byte] or (previous == 0x2F and (byte == 0x2F or byte == 0x2E)):
+            return -1
+        previous = byte
+    return length
+
+
+def _plain_query(query: bytes) -> bool:
+    return 0 not in query.translate(_FAST_QUERY_TABLE)
 
 
 def _normalize_slow(raw: bytes) -> Target:

@@ -37,7 +37,16 @@ def path_template(path: str) -> str:
 class RouteProgress:
     """Sliding-window counts of requests served by extracted vs legacy upstreams for one route."""
 
-    __slots__ = ("_buckets", "_clock", "_templates", "bucket_seconds", "max_templates", "size")
+    __slots__ = (
+        "_buckets",
+        "_clock",
+        "_current",
+        "_current_index",
+        "_templates",
+        "bucket_seconds",
+        "max_templates",
+        "size",
+    )
 
     def __init__(
         self,
@@ -52,15 +61,22 @@ class RouteProgress:
         self.size = max(1, int(window / bucket_seconds))
         # bucket index -> [extracted, total]
         self._buckets: dict[int, list[int]] = {}
+        self._current_index = -1  # the bucket the last request went to, and that bucket
+        self._current: list[int] = []
         self._templates: dict[str, int] = {}
         self.max_templates = max_templates
 
     def record(self, extracted: bool, path: str) -> None:
         index = int(self._clock() / self.bucket_seconds)
-        bucket = self._buckets.get(index)
-        if bucket is None:
-            self._expire(index)
-            bucket = self._buckets[index] = [0, 0]
+        if index == self._current_index:
+            bucket = self._current  # the usual case: the bucket of the previous request
+        else:
+            found = self._buckets.get(index)
+            if found is None:
+                self._expire(index)
+                found = self._buckets[index] = [0, 0]
+            bucket = self._current = found
+            self._current_index = index
         bucket[1] += 1
         if extracted:
             bucket[0] += 1

@@ -11,7 +11,6 @@ change, and retry budgets. Requests in flight keep the snapshot they were routed
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import time
 from collections.abc import Callable
@@ -55,6 +54,7 @@ class UpstreamRuntime:
         "name_json",
         "pool",
         "role",
+        "timeout",
     )
 
     def __init__(
@@ -76,6 +76,7 @@ class UpstreamRuntime:
         # The constant middle of every request head to this upstream: the version and Host line.
         self.host_line = b" HTTP/1.1\r\nhost: " + self.host_header + b"\r\n"
         self.base_path = config.base_path
+        self.timeout: float = config.timeout  # read per request: a field of this object
 
 
 class RouteRuntime:
@@ -93,6 +94,10 @@ class RouteRuntime:
         self.name = config.name
         self.name_json = quote_json(config.name)  # for the access log
         self.stage = config.stage
+        # Read per request, so copied out of the interpreted config into this object's fields.
+        self.timeout: float | None = config.timeout
+        self.per_try_timeout: float | None = config.retry.per_try_timeout
+        self.retry_attempts: int = config.retry.attempts
         self.primary = upstreams[config.upstream]
         # choose()'s answer without a split, built once (its empty list is never mutated).
         self.primary_choice = (self.primary, _NO_EXTRA)
@@ -139,8 +144,8 @@ class RouteRuntime:
         return fallback
 
     def timeout_for(self, up: UpstreamRuntime) -> float:
-        timeout = self.config.timeout
-        return timeout if timeout is not None else up.config.timeout
+        timeout = self.timeout
+        return timeout if timeout is not None else up.timeout
 
     def rewrite(self, path: str, prefix: str | None) -> str:
         if not self.rewrites:
@@ -161,8 +166,13 @@ class RouteRuntime:
             target += b"?" + query if query != b"?" else b"?"
         parts = [req.method_b, b" ", target, up.host_line]
         for name, value in req.headers:
-            parts += (name, b": ", value, b"\r\n")
-        parts += (req.extra, req.framing, b"\r\n")
+            parts.append(name)  # appends: `parts += (...)` would build a tuple per header
+            parts.append(b": ")
+            parts.append(value)
+            parts.append(b"\r\n")
+        parts.append(req.extra)
+        parts.append(req.framing)
+        parts.append(b"\r\n")
         return b"".join(parts)
 
     def choose(
@@ -378,22 +388,30 @@ class DataPlane:
         self.connections: set[ClientConnection] = set()
         # 16 hex digits of a fixed length, then the counter in decimal: unique and alphanumeric.
         self._id_prefix = os.urandom(8).hex().encode()
-        self._id_counter = itertools.count()
+        self._id_counter = 0
         self.snapshot = snapshot
         self.install(snapshot)
 
     def install(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         config = snapshot.config
-        self.limits = config.limits
-        self.head_limit = config.limits.max_request_line + config.limits.max_header_bytes
+        limits = self.limits = config.limits
+        # Copied out of the (interpreted) config: the compiled data plane reads its own fields.
+        self.max_headers: int = limits.max_headers
+        self.max_header_bytes: int = limits.max_header_bytes
+        self.max_request_line: int = limits.max_request_line
+        self.head_limit = limits.max_request_line + limits.max_header_bytes
+        self.header_timeout: float = limits.header_timeout
+        self.body_timeout: float = limits.body_timeout
+        self.idle_timeout: float = limits.idle_timeout
         self.trust_forwarded = config.forwarding.trust_forwarded_headers
         self.request_id_header = config.forwarding.request_id_header.lower().encode()
         self.request_drop = request_drop_set(trust_forwarded=self.trust_forwarded)
 
     def new_request_id(self) -> bytes:
         """A unique id: a random per-process prefix and a counter (cheaper than urandom)."""
-        return self._id_prefix + str(next(self._id_counter)).encode()
+        self._id_counter = number = self._id_counter + 1
+        return self._id_prefix + str(number).encode()
 
     def forwarding_headers(
         self, raw: list[tuple[bytes, bytes]], host: object, peer_b: bytes, request_id: bytes
@@ -401,11 +419,18 @@ class DataPlane:
         """The proxy's forwarding headers and request id as rendered head lines (each ending in
         CRLF); `peer_b` is the client's address."""
         if not self.trust_forwarded and isinstance(host, str):
-            return (
-                b"x-forwarded-for: %s\r\n"
-                b"x-forwarded-proto: http\r\n"
-                b"x-forwarded-host: %s\r\n"
-                b"%s: %s\r\n" % (peer_b, host.encode("latin-1"), self.request_id_header, request_id)
+            return b"".join(
+                [
+                    b"x-forwarded-for: ",
+                    peer_b,
+                    b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ",
+                    host.encode("latin-1"),
+                    b"\r\n",
+                    self.request_id_header,
+                    b": ",
+                    request_id,
+                    b"\r\n",
+                ]
             )
         extra: list[tuple[bytes, bytes]] = []
         if self.trust_forwarded:
@@ -437,7 +462,7 @@ class DataPlane:
         """Metrics, progress and the access line of one answered request; `peer_json` is the
         client's address `peer` as a JSON string literal."""
         status = status_override or ex.status
-        duration = self.loop.time() - ex.start
+        duration = (ex.end or self.loop.time()) - ex.start
         route = ex.route
         up = ex.upstream
         route.metrics.observe(up.name, ex.method, status, duration)
@@ -446,7 +471,7 @@ class DataPlane:
         if not access.enabled:
             return
         duration_us = int(duration * 1_000_000)
-        request_id = ex.request_id.decode("ascii", "replace")
+        request_id = ex.request_id.decode("ascii")  # a safe alphabet (see scan_request)
         if ex.fallback_reason is None and error is None:
             access.proxied(
                 request_id,

@@ -73,6 +73,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
         self.header_bytes = 0
+        self.saw_upgrade = False  # an Upgrade header in the head being parsed
         self.in_head = False
         self.paused = False
         self.write_paused = False
@@ -101,7 +102,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._set_deadline("idle", self.plane.limits.header_timeout)
+        self._set_deadline("idle", self.plane.header_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -169,33 +170,40 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         self.url = b""
         self.raw_headers = []
         self.header_bytes = 0
+        self.saw_upgrade = False
         if self.deadline_kind == "idle":
-            self._set_deadline("header", self.plane.limits.header_timeout)
+            self._set_deadline("header", self.plane.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        if len(self.url) > self.plane.limits.max_request_line:
+        if len(self.url) > self.plane.max_request_line:
             raise _Reject(414, "uri_too_long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.in_head:
             return  # a chunked body's trailers: dropped, never headers of a queued request
         raw = self.raw_headers
-        limits = self.plane.limits
-        if len(raw) >= limits.max_headers:
+        plane = self.plane
+        if len(raw) >= plane.max_headers:
             raise _Reject(431, "too_many_headers")
         # Control bytes in values (all but HTAB) are refused by llhttp itself, with a 400.
         # data_received only sees the head size once a message began: a whole oversized head
         # arriving in one read is caught here.
         self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > limits.max_header_bytes:
+        if self.header_bytes > plane.max_header_bytes:
             raise _Reject(431, "headers_too_large")
-        raw.append((name.lower(), value))
+        lowered = name.lower()
+        if lowered == b"upgrade":
+            self.saw_upgrade = True
+        raw.append((lowered, value))
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.head_bytes = 0
         parser = self.parser
+        # llhttp upgrades a request with an Upgrade header (or CONNECT, refused at dispatch
+        # whatever this says): asked only then, one call into the parser fewer per request.
+        upgrade = self.saw_upgrade and parser.should_upgrade()
         if self.current is not None or self.queue:
             self.incoming = _Incoming(
                 (
@@ -204,7 +212,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
                     self.raw_headers,
                     parser.get_http_version(),
                     parser.should_keep_alive(),
-                    parser.should_upgrade(),
+                    upgrade,
                 )
             )
             self.queue.append(self.incoming)
@@ -216,7 +224,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
             self.raw_headers,
             parser.get_http_version(),
             parser.should_keep_alive(),
-            parser.should_upgrade(),
+            upgrade,
         )
 
     def on_body(self, body: bytes) -> None:
@@ -226,7 +234,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
             return
         if self.body_seen > self.body_limit:
             raise _Reject(413, "body_too_large")
-        self._set_deadline("body", self.plane.limits.body_timeout)
+        self._set_deadline("body", self.plane.body_timeout)
         current = self.current
         if current is not None and not current.done:
             current.request_body(body)
@@ -266,7 +274,9 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
     def send_response_head(self, ex: Exchange, status: int, raw: list[tuple[bytes, bytes]]) -> None:
         # The scan renders the kept upstream headers as it classifies them: one pass.
         parts, length, chunked = hdr.scan_response(status, raw)
-        parts += (b"x-request-id: ", ex.request_id, b"\r\n")
+        parts.append(b"x-request-id: ")
+        parts.append(ex.request_id)
+        parts.append(b"\r\n")
         if ex.response_extra:
             for name, value in ex.response_extra:
                 parts += (name, b": ", value, b"\r\n")
@@ -289,7 +299,8 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         if not self.keep_alive and status != 101:
             framing += b"connection: close\r\n"
         ex.sent_any = True
-        parts += (framing, b"\r\n")
+        parts.append(framing)
+        parts.append(b"\r\n")
         self.out.append(b"".join(parts))
 
     def send_response_body(self, ex: Exchange, data: bytes) -> None:
@@ -393,7 +404,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         if not self.keep_alive or self.closed:
             self._close(abort=False)
             return
-        self._set_deadline("idle", self.plane.limits.idle_timeout)
+        self._set_deadline("idle", self.plane.idle_timeout)
         while self.queue and self.current is None and not self.closed:
             item = self.queue.popleft()
             self._dispatch(*item.head)
@@ -451,7 +462,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         if not self.keep_alive:
             self._close(abort=False)
         else:
-            self._set_deadline("idle", self.plane.limits.idle_timeout)
+            self._set_deadline("idle", self.plane.idle_timeout)
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -500,7 +511,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
             self.deadline = 0.0
 
     def _rearm_horizon(self) -> float:
-        return self.plane.limits.header_timeout
+        return self.plane.header_timeout
 
 
 class _Reject(Exception):

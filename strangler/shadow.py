@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from strangler.diff import CapturedResponse, NoiseModel, compare
 from strangler.headers import render_request_head
 from strangler.mismatches import MismatchStore, jsonl_line
-from strangler.upstream import UpstreamConnection, UpstreamPool
+from strangler.upstream import ResponseSink, UpstreamConnection, UpstreamPool
 
 if TYPE_CHECKING:
     from strangler.config import ShadowSettings
@@ -156,8 +156,22 @@ class ShadowRuntime:
         return ShadowCapture(self, ex, req, noise)
 
 
-class _Collector:
+class _Collector(ResponseSink):
     """A ResponseSink that captures one upstream answer into memory."""
+
+    __slots__ = (
+        "body",
+        "cap",
+        "conn",
+        "done",
+        "error",
+        "finished",
+        "headers",
+        "size",
+        "status",
+        "timer",
+        "truncated",
+    )
 
     def __init__(self, cap: int, done: Callable[[_Collector], None]) -> None:
         self.cap = cap

@@ -21,24 +21,46 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable
-from typing import Protocol
 
 import httptools
 
 __all__ = ["ResponseSink", "UpstreamConnection", "UpstreamPool"]
 
 
-class ResponseSink(Protocol):
+class ResponseSink:
+    """What an `UpstreamConnection` reports to: the exchange, or a shadow copy's collector.
+
+    A base class rather than a typing.Protocol: the compiled build then calls these methods
+    through the class's method table instead of a generic Python method call.
+    """
+
+    __slots__ = ()
+
     def on_upstream_head(
         self, conn: UpstreamConnection, status: int, headers: list[tuple[bytes, bytes]]
-    ) -> None: ...
-    def on_upstream_body(self, data: bytes) -> None: ...
-    def on_upstream_complete(self) -> None: ...
-    def on_upstream_error(self, kind: str, response_started: bool) -> None: ...
-    def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None: ...
-    def flush_output(self) -> None: ...
-    def pause_client_reading(self) -> None: ...
-    def resume_client_reading(self) -> None: ...
+    ) -> None:
+        raise NotImplementedError
+
+    def on_upstream_body(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def on_upstream_complete(self) -> None:
+        raise NotImplementedError
+
+    def on_upstream_error(self, kind: str, response_started: bool) -> None:
+        raise NotImplementedError
+
+    def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None:
+        raise NotImplementedError
+
+    def flush_output(self) -> None:
+        raise NotImplementedError
+
+    def pause_client_reading(self) -> None:
+        raise NotImplementedError
+
+    def resume_client_reading(self) -> None:
+        raise NotImplementedError
 
 
 class UpstreamConnection(asyncio.Protocol):

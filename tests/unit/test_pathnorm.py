@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 
@@ -155,7 +156,7 @@ def test_absolute_form_reduced_to_path(raw: bytes, expected: Target) -> None:
 
 def test_target_is_frozen() -> None:
     target = normalize_target(b"/a")
-    with pytest.raises(AttributeError):  # immutable (NamedTuple)
+    with pytest.raises(AttributeError):  # immutable
         target.path = "/b"  # type: ignore[misc]
 
 
@@ -204,3 +205,20 @@ def test_fast_path_is_exactly_its_definition_on_random_targets() -> None:
             fast += 1
             assert normalize_target(raw) == _normalize_slow(raw), raw
     assert fast > 200  # the sample reached the fast path often enough to say something
+
+
+def test_every_normalised_path_is_a_json_string_as_is() -> None:
+    # The access log writes paths between quotes without escaping them (AccessLog.proxied).
+    rng = random.Random(4242)
+    alphabet = [*b'/./?%#;a:@~-"\\ <>{}|^`', 0x00, 0x09, 0x1F, 0x7F, 0x80, 0xC3, 0xA9, 0xFF]
+    alphabet += [*b"%22%5C%2e%C3%A9%E2%80%A8"]
+    accepted = 0
+    for _ in range(20_000):
+        raw = b"/" + bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        try:
+            path = normalize_target(raw).path
+        except UnsafeTarget:
+            continue
+        accepted += 1
+        assert json.dumps(path) == f'"{path}"', raw
+    assert accepted > 2_000
