@@ -70,24 +70,31 @@ _SLOW = 2
 class _CountWindow:
     """The last `size` outcomes in a ring, with running totals (O(1) per call)."""
 
-    __slots__ = ("_flags", "_next", "calls", "failures", "slow_calls")
+    __slots__ = ("_flags", "_next", "_size", "calls", "failures", "slow_calls")
 
     def __init__(self, size: int) -> None:
-        self._flags = bytearray(size)
+        # A list, not a bytearray: the compiled build indexes a list of ints natively.
+        self._flags = [0] * size
+        self._size = size
         self._next = 0
         self.calls = self.failures = self.slow_calls = 0
 
     def add(self, failed: bool, slow: bool, now: float) -> None:
-        if self.calls == len(self._flags):  # full: the oldest outcome leaves the ring
-            old = self._flags[self._next]
+        flags = self._flags
+        position = self._next
+        if self.calls == self._size:  # full: the oldest outcome leaves the ring
+            old = flags[position]
             self.failures -= old & _FAILED
             self.slow_calls -= (old & _SLOW) >> 1
         else:
             self.calls += 1
-        self._flags[self._next] = (_FAILED if failed else 0) | (_SLOW if slow else 0)
-        self.failures += failed
-        self.slow_calls += slow
-        self._next = (self._next + 1) % len(self._flags)
+        flags[position] = (_FAILED if failed else 0) | (_SLOW if slow else 0)
+        if failed:
+            self.failures += 1
+        if slow:
+            self.slow_calls += 1
+        position += 1
+        self._next = 0 if position == self._size else position
 
     def expire(self, now: float) -> None:
         """Count windows do not age."""

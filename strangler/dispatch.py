@@ -37,6 +37,7 @@ def dispatch_request(
     upgrade: bool,
 ) -> None:
     self.keep_alive = bool(keep_alive)
+    self.version = version
     self.deadline_kind = "response"
     self.deadline = 0.0
     plane = self.plane

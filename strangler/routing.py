@@ -202,6 +202,7 @@ class _Route(Generic[T]):
         "methods",
         "needs_host",
         "regex",
+        "simple",
         "suffix_hosts",
     )
 
@@ -232,6 +233,8 @@ class _Route(Generic[T]):
         self.suffix_hosts = tuple(h[1:] for h in hosts or () if h.startswith("*."))
         self.headers = matcher.headers
         self.cookies = matcher.cookies
+        # Whether the verdict depends on the path and method alone (RouteTable's cache).
+        self.simple = not self.needs_host and not self.headers and not self.cookies
 
     def path_matches(self, path: str) -> bool:
         kind = self.kind
@@ -267,21 +270,33 @@ class _Route(Generic[T]):
 
 
 class _Node(Generic[T]):
-    __slots__ = ("candidates", "children", "exact", "prefixed")
+    __slots__ = ("candidates", "children", "exact", "prefixed", "simple")
 
     def __init__(self) -> None:
         self.children: dict[str, _Node[T]] = {}
         self.exact: list[_Route[T]] = []
         self.prefixed: list[_Route[T]] = []
         self.candidates: tuple[_Route[T], ...] = ()
+        self.simple = True  # every candidate's verdict depends on the path and method alone
+
+
+# RouteTable.match remembers the answers that depend on the method and path alone: at most
+# this many (the whole cache is dropped when full), for paths up to this length, so memory is
+# bounded (under 2 MB) whatever paths clients invent.
+_CACHE_ENTRIES = 4096
+_CACHE_PATH_LENGTH = 256
 
 
 class RouteTable(Generic[T]):
-    """An immutable, compiled route table; build with :meth:`build`."""
+    """An immutable, compiled route table; build with :meth:`build`. :meth:`match` remembers
+    the answers that depend on the method and path alone (bounded; see `_CACHE_ENTRIES`)."""
 
     __slots__ = (
+        "_cache",
+        "_cached",
         "_default",
         "_default_method_mismatch",
+        "_default_simple",
         "_no_match",
         "_no_match_method",
         "_root",
@@ -299,6 +314,9 @@ class RouteTable(Generic[T]):
             else Match(default, True, default.matcher.path_prefix)
         )
         self._root = _build_trie(self._routes)
+        self._default_simple = self._default is None or self._default.simple
+        self._cache: dict[str, dict[str, Match[T]]] = {}  # method -> path -> answer
+        self._cached = 0
 
     @classmethod
     def build(
@@ -310,12 +328,41 @@ class RouteTable(Generic[T]):
     def match(self, req: RequestFacts) -> Match[T]:
         """The first route in declared order accepting ``req``, else the default route."""
         path = req.path
+        method = req.method
+        by_path = self._cache.get(method)
+        if by_path is not None:
+            answer = by_path.get(path)
+            if answer is not None:
+                return answer
+        node = self._walk(path)
+        answer = self._decide(req, path, node)
+        if node.simple and self._default_simple and len(path) <= _CACHE_PATH_LENGTH:
+            if self._cached >= _CACHE_ENTRIES:
+                self._cache = {}
+                self._cached = 0
+            if by_path is None or not self._cache:
+                by_path = self._cache.setdefault(method, {})
+            by_path[path] = answer
+            self._cached += 1
+        return answer
+
+    def match_uncached(self, req: RequestFacts) -> Match[T]:
+        """What :meth:`match` answers, decided afresh (benchmarks and checks of the cache)."""
+        path = req.path
+        return self._decide(req, path, self._walk(path))
+
+    def _walk(self, path: str) -> _Node[T]:
+        """The deepest trie node along the path's segments: its candidates are the routes that
+        may match."""
         node = self._root
         for segment in path[1:].split("/"):
             child = node.children.get(segment)
             if child is None:
                 break
             node = child
+        return node
+
+    def _decide(self, req: RequestFacts, path: str, node: _Node[T]) -> Match[T]:
         host: str | None = None
         host_known = False
         method_mismatch = False
@@ -379,6 +426,7 @@ def _build_trie(routes: Sequence[_Route[T]]) -> _Node[T]:
         node, inherited = pending.pop()
         reaching = inherited + node.prefixed
         node.candidates = tuple(sorted(reaching + node.exact, key=lambda r: r.index))
+        node.simple = all(route.simple for route in node.candidates)
         pending.extend((child, reaching) for child in node.children.values())
     return root
 

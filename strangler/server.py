@@ -74,6 +74,8 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         self.head_bytes = 0
         self.header_bytes = 0
         self.saw_upgrade = False  # an Upgrade header in the head being parsed
+        self.saw_connection = False  # a Connection header in the head being parsed
+        self.version = "1.1"  # the HTTP version of the request being answered
         self.in_head = False
         self.paused = False
         self.write_paused = False
@@ -171,6 +173,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         self.raw_headers = []
         self.header_bytes = 0
         self.saw_upgrade = False
+        self.saw_connection = False
         if self.deadline_kind == "idle":
             self._set_deadline("header", self.plane.header_timeout)
 
@@ -195,6 +198,8 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         lowered = name.lower()
         if lowered == b"upgrade":
             self.saw_upgrade = True
+        elif lowered == b"connection":
+            self.saw_connection = True
         raw.append((lowered, value))
 
     def on_headers_complete(self) -> None:
@@ -204,28 +209,20 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         # llhttp upgrades a request with an Upgrade header (or CONNECT, refused at dispatch
         # whatever this says): asked only then, one call into the parser fewer per request.
         upgrade = self.saw_upgrade and parser.should_upgrade()
+        keep_alive = parser.should_keep_alive()
+        # llhttp accepts HTTP/0.9, 1.0, 1.1 and 2.0, and keeps a connection alive without a
+        # Connection header only for 1.1: then the version is known without get_http_version(),
+        # which formats a new string with str.format (about 2,000 instructions) on every call.
+        version = "1.1" if keep_alive and not self.saw_connection else parser.get_http_version()
         if self.current is not None or self.queue:
             self.incoming = _Incoming(
-                (
-                    parser.get_method(),
-                    self.url,
-                    self.raw_headers,
-                    parser.get_http_version(),
-                    parser.should_keep_alive(),
-                    upgrade,
-                )
+                (parser.get_method(), self.url, self.raw_headers, version, keep_alive, upgrade)
             )
             self.queue.append(self.incoming)
             return
         self.incoming = None
-        self._dispatch(
-            parser.get_method(),
-            self.url,
-            self.raw_headers,
-            parser.get_http_version(),
-            parser.should_keep_alive(),
-            upgrade,
-        )
+        method = parser.get_method()
+        self._dispatch(method, self.url, self.raw_headers, version, keep_alive, upgrade)
 
     def on_body(self, body: bytes) -> None:
         self.body_seen += len(body)
@@ -291,7 +288,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
                 framing = b"content-length: " + length + b"\r\n"
         elif length is not None and not chunked:
             framing = b"content-length: " + length + b"\r\n"
-        elif self.keep_alive and self.parser.get_http_version() == "1.1":
+        elif self.keep_alive and self.version == "1.1":
             framing = b"transfer-encoding: chunked\r\n"
             self.chunked_response = True
         else:

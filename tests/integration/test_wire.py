@@ -748,6 +748,41 @@ async def test_connection_close_and_http10(proxy_factory: ProxyFactory, scripted
     assert raw.startswith(b"HTTP/1.1 200 ")
 
 
+async def test_version_is_read_per_request_when_keep_alive_is_asked_for(
+    proxy_factory: ProxyFactory, scripted: Scripted
+) -> None:
+    # A Connection header leaves the version open (1.0 and 2.0 keep alive with one too), so the
+    # proxy asks the parser; without one, only HTTP/1.1 keeps the connection alive.
+    scripted.reply = chunked_reply
+    proxy = await proxy_factory(single(await scripted.start()))
+    # HTTP/1.0 asking for keep-alive still cannot take chunked framing: close-delimited.
+    raw = await raw_exchange(
+        proxy.port, b"GET /chunked HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n"
+    )
+    status, headers, body = parse_response(raw)
+    assert status == 200 and body == b"abcdefg"
+    assert "transfer-encoding" not in headers
+    # HTTP/2.0 in a request line (llhttp parses it) is refused, keep-alive or not.
+    raw = await raw_exchange(
+        proxy.port, b"GET / HTTP/2.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n"
+    )
+    assert parse_response(raw)[0] == 400
+    # Pipelined 1.1 then 1.0: each answer is framed for its own request's version.
+    raw = await raw_exchange(
+        proxy.port,
+        b"GET /chunked HTTP/1.1\r\nHost: h\r\n\r\n"
+        b"GET /chunked HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n",
+    )
+    reader = asyncio.StreamReader()
+    reader.feed_data(raw)
+    reader.feed_eof()
+    first = await read_message(reader)
+    assert first.get("transfer-encoding") == "chunked" and first.body == b"abcdefg"
+    rest = await reader.read()
+    assert rest.startswith(b"HTTP/1.1 200 ") and b"transfer-encoding" not in rest.lower()
+    assert rest.endswith(b"\r\n\r\nabcdefg")
+
+
 async def test_absolute_form_target_routes_on_its_authority(
     proxy_factory: ProxyFactory, scripted: Scripted
 ) -> None:

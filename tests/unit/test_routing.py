@@ -546,3 +546,44 @@ def test_indexed_regex_routes_keep_declared_order_and_match_like_a_linear_scan()
         req = FakeRequest(path)
         linear = next((r for r, t in one_route_tables if t.match(req).entry is not None), None)
         assert table.match(req).entry == linear, path
+
+
+def chosen(table: RouteTable[str], req: FakeRequest) -> str | None:
+    """The route `table.match` picks, checked against the full decision."""
+    found = table.match(req)
+    assert found is table.match_uncached(req) or found.entry is None
+    return None if found.entry is None else found.entry.name
+
+
+def test_answers_that_depend_on_path_and_method_alone_are_remembered() -> None:
+    table = RouteTable.build(
+        [
+            entry("orders-get", path_prefix="/api/orders", methods=frozenset({"GET"})),
+            entry("beta", path_prefix="/api/beta", headers=(("x-beta", "1"),)),
+            entry("beta-all", path_prefix="/api/beta"),
+        ],
+        default=RouteEntry("legacy", RouteMatcher(), "legacy"),
+    )
+    for _ in range(3):
+        assert chosen(table, FakeRequest("/api/orders/7")) == "orders-get"
+        # The method is part of the key: a POST falls through to the default.
+        assert chosen(table, FakeRequest("/api/orders/7", method="POST")) == "legacy"
+    assert table._cached == 2  # two (method, path) answers, each computed once
+    # A header condition among the candidates: never remembered, decided per request.
+    beta = FakeRequest("/api/beta/x", headers={"x-beta": "1"})
+    plain = FakeRequest("/api/beta/x")
+    for _ in range(2):
+        assert chosen(table, beta) == "beta"
+        assert chosen(table, plain) == "beta-all"
+    assert table._cached == 2
+
+
+def test_the_remembered_answers_stay_bounded() -> None:
+    table = RouteTable.build([entry("orders", path_prefix="/api/orders")], default=None)
+    for number in range(5000):
+        assert chosen(table, FakeRequest(f"/api/orders/{number}")) == "orders"
+    assert 0 < table._cached <= 4096
+    assert chosen(table, FakeRequest("/api/orders/" + "x" * 300)) == "orders"
+    before = table._cached
+    assert chosen(table, FakeRequest("/api/orders/" + "x" * 300)) == "orders"
+    assert table._cached == before  # long paths are decided each time, never kept
