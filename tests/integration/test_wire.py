@@ -55,6 +55,14 @@ class Message:
         return [n.lower() for n, _ in self.headers]
 
 
+def bytes_reader(raw: bytes) -> asyncio.StreamReader:
+    """A reader over bytes already received in full."""
+    reader = asyncio.StreamReader()
+    reader.feed_data(raw)
+    reader.feed_eof()
+    return reader
+
+
 async def read_message(
     reader: asyncio.StreamReader, *, head_request: bool = False, is_request: bool = False
 ) -> Message:
@@ -716,9 +724,7 @@ async def test_pipelined_three_gets_one_write(proxy_factory: ProxyFactory, echo_
         b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"
         b"GET /c HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
     )
-    reader = asyncio.StreamReader()
-    reader.feed_data(raw)
-    reader.feed_eof()
+    reader = bytes_reader(raw)
     paths = [json.loads((await read_message(reader)).body)["path"] for _ in range(3)]
     assert paths == ["/a", "/b", "/c"]
     assert await reader.read() == b""
@@ -773,9 +779,7 @@ async def test_version_is_read_per_request_when_keep_alive_is_asked_for(
         b"GET /chunked HTTP/1.1\r\nHost: h\r\n\r\n"
         b"GET /chunked HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n",
     )
-    reader = asyncio.StreamReader()
-    reader.feed_data(raw)
-    reader.feed_eof()
+    reader = bytes_reader(raw)
     first = await read_message(reader)
     assert first.get("transfer-encoding") == "chunked" and first.body == b"abcdefg"
     rest = await reader.read()
