@@ -17,7 +17,7 @@ from typing import IO, Final
 
 __all__ = ["AccessLog"]
 
-_FIELDS = (
+_FIELDS: Final = (
     "request_id",
     "method",
     "path",
@@ -30,8 +30,8 @@ _FIELDS = (
     "fallback",
     "error",
 )
-_KEYS = tuple(f',"{name}":' for name in _FIELDS)
-_DURATION = _FIELDS.index("duration_ms")
+_KEYS: Final = tuple(f',"{name}":' for name in _FIELDS)
+_DURATION: Final = _FIELDS.index("duration_ms")
 quote_json = encode_basestring_ascii  # a str as a JSON string literal, ASCII only
 
 

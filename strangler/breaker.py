@@ -42,7 +42,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from strangler.policies import ERROR_KINDS, BreakerPolicy
 
@@ -63,8 +63,8 @@ class BreakerState(enum.Enum):
     HALF_OPEN = "half_open"
 
 
-_FAILED = 1
-_SLOW = 2
+_FAILED: Final = 1
+_SLOW: Final = 2
 
 
 class _CountWindow:

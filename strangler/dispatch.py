@@ -9,7 +9,7 @@ shadow copy). Every refusal is a small JSON error that never echoes the request.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from strangler import headers as hdr
 from strangler.exchange import Exchange
@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 __all__ = ["dispatch_request"]
 
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_BAD_HOST = re.compile(r"[ /\\@?#]")
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+_BAD_HOST: Final = re.compile(r"[ /\\@?#]")
 
 
 def dispatch_request(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from strangler.retry import IDEMPOTENT_METHODS, backoff_delay, retry_decision
 from strangler.upstream import ResponseSink
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Exchange"]
 
-_FAILURE_STATUS = {"refused": 502, "reset": 502, "malformed": 502, "timeout": 504}
-_CHUNK_END = b"0\r\n\r\n"
+_FAILURE_STATUS: Final = {"refused": 502, "reset": 502, "malformed": 502, "timeout": 504}
+_CHUNK_END: Final = b"0\r\n\r\n"
 
 
 class Exchange(ResponseSink):

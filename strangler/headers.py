@@ -28,7 +28,7 @@ __all__ = [
     "render_response_head",
 ]
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -44,10 +44,10 @@ HOP_BY_HOP = frozenset(
         b"expect",  # the proxy answers 100-continue itself
     }
 )
-FORWARDING = frozenset(
+FORWARDING: Final = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"}
 )
-RESPONSE_DROPPED = frozenset(
+RESPONSE_DROPPED: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -60,10 +60,10 @@ RESPONSE_DROPPED = frozenset(
         b"content-length",
     }
 )
-_INTERNAL_PREFIX = b"x-strangler-"
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+_INTERNAL_PREFIX: Final = b"x-strangler-"
+_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
-STATUS_REASONS: dict[int, bytes] = {
+STATUS_REASONS: Final[dict[int, bytes]] = {
     100: b"Continue",
     101: b"Switching Protocols",
     200: b"OK",
@@ -83,7 +83,7 @@ STATUS_REASONS: dict[int, bytes] = {
 }
 
 
-_STATUS_LINES = {
+_STATUS_LINES: Final = {
     status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, reason in STATUS_REASONS.items()
 }
 
@@ -164,7 +164,7 @@ def without_cookie(headers: list[tuple[bytes, bytes]], name: bytes) -> list[tupl
 # ---- one-pass scans for the hot path ----------------------------------------------------------
 # The request scan sorts each header once: the few the proxy acts on are collected, the rest kept
 # or dropped by one set lookup, so a request costs one loop over its headers.
-_REQUEST_SPECIAL = {
+_REQUEST_SPECIAL: Final = {
     b"host": 0,
     b"content-length": 1,
     b"transfer-encoding": 2,
@@ -172,7 +172,7 @@ _REQUEST_SPECIAL = {
     b"expect": 4,
     b"upgrade": 5,
 }
-_STANDARD_CONNECTION_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
+_STANDARD_CONNECTION_TOKENS: Final = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 
 def request_drop_set(*, trust_forwarded: bool) -> frozenset[bytes]:
@@ -271,16 +271,16 @@ def scan_request(
     return scan
 
 
-_RESPONSE_SPECIAL = {
+_RESPONSE_SPECIAL: Final = {
     b"content-length": 0,
     b"transfer-encoding": 1,
     b"connection": 2,
     b"x-request-id": 3,
 }
-_KEEP = -1
-_DROP = 4
+_KEEP: Final = -1
+_DROP: Final = 4
 # Kind of a lower-cased response header name: special (0-3), dropped hop-by-hop (4); others kept.
-_RESPONSE_KIND_LOWER = {
+_RESPONSE_KIND_LOWER: Final = {
     **{name: _DROP for name in RESPONSE_DROPPED},
     **_RESPONSE_SPECIAL,
 }
@@ -292,7 +292,7 @@ def _spellings(name: bytes) -> tuple[bytes, ...]:
 
 
 # The same kinds for the usual spellings of common names, so most headers need no `lower()`.
-_RESPONSE_KIND_FAST: dict[bytes, int] = {
+_RESPONSE_KIND_FAST: Final[dict[bytes, int]] = {
     spelling: _RESPONSE_KIND_LOWER.get(name, _KEEP)
     for name in (
         *_RESPONSE_KIND_LOWER,
@@ -321,8 +321,31 @@ _RESPONSE_KIND_FAST: dict[bytes, int] = {
 _RESPONSE_KIND_FAST[b"ETag"] = _KEEP
 
 
+def _response_kind(name: bytes) -> int:
+    kind = _RESPONSE_KIND_FAST.get(name)
+    return _RESPONSE_KIND_LOWER.get(name.lower(), _KEEP) if kind is None else kind
+
+
+class HeaderKinds:
+    """The response header names one upstream sent last, in order, with their kinds.
+
+    An upstream sends its header names in the same order response after response: comparing a
+    name with the one in the same place last time costs a fraction of hashing it for a lookup.
+    A memo of a pure function (exact bytes, at most `_MEMO_NAMES` places): never a different
+    answer, only a cheaper one."""
+
+    __slots__ = ("kinds", "names")
+
+    def __init__(self) -> None:
+        self.names: list[bytes] = []
+        self.kinds: list[int] = []
+
+
+_MEMO_NAMES: Final = 32
+
+
 def scan_response(
-    status: int, raw: list[tuple[bytes, bytes]]
+    status: int, raw: list[tuple[bytes, bytes]], memo: HeaderKinds | None = None
 ) -> tuple[list[bytes], bytes | None, bool]:
     """One pass over an upstream response's headers that also renders the client's response head.
 
@@ -330,20 +353,31 @@ def scan_response(
     line ending in CRLF: the caller adds its own headers, the framing and the final CRLF, then
     joins), the first Content-Length, and whether Transfer-Encoding was present. Hop-by-hop
     headers, names listed in Connection and the upstream's X-Request-ID (the proxy returns its
-    own) are not kept."""
+    own) are not kept. `memo` remembers the upstream's header names (`HeaderKinds`)."""
     parts = [status_line(status)]
     length: bytes | None = None
     chunked = False
     connection: list[bytes] | None = None
-    fast = _RESPONSE_KIND_FAST
-    slow = _RESPONSE_KIND_LOWER
-    for item in raw:
-        kind = fast.get(item[0])
-        if kind is None:
-            kind = slow.get(item[0].lower(), _KEEP)
+    names = memo.names if memo is not None else []
+    kinds = memo.kinds if memo is not None else []
+    known = len(names)
+    for index, item in enumerate(raw):
+        name = item[0]
+        if index < known and names[index] == name:
+            kind = kinds[index]
+        else:
+            kind = _response_kind(name)
+            if memo is not None:
+                if index < known:
+                    names[index] = name
+                    kinds[index] = kind
+                elif index < _MEMO_NAMES:
+                    names.append(name)
+                    kinds.append(kind)
+                    known += 1
         if kind == _KEEP:
             # Four appends: cheaper than `parts += (...)`, which builds a tuple per header.
-            parts.append(item[0])
+            parts.append(name)
             parts.append(b": ")
             parts.append(item[1])
             parts.append(b"\r\n")
@@ -360,9 +394,6 @@ def scan_response(
             # Rare: render again without the listed names.
             parts = [status_line(status)]
             for name, value in raw:
-                kind = fast.get(name)
-                if kind is None:
-                    kind = slow.get(name.lower(), _KEEP)
-                if kind == _KEEP and name.lower() not in listed:
+                if _response_kind(name) == _KEEP and name.lower() not in listed:
                     parts += (name, b": ", value, b"\r\n")
     return parts, length, chunked

@@ -19,14 +19,14 @@ from strangler import __version__
 
 __all__ = ["KNOWN_METHODS", "Metrics", "RouteMetrics", "UpstreamMetrics"]
 
-KNOWN_METHODS = frozenset(
+KNOWN_METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
-STAGES = ("legacy", "shadow", "canary", "migrated", "retired")
-BREAKER_STATES = ("closed", "open", "half_open")
+STAGES: Final = ("legacy", "shadow", "canary", "migrated", "retired")
+BREAKER_STATES: Final = ("closed", "open", "half_open")
 # Typed as a variable-length tuple: a fixed-length one is a C struct in the compiled build,
 # boxed into a new tuple of 14 floats every time a loop walks it.
-_BUCKETS: tuple[float, ...] = (
+_BUCKETS: Final[tuple[float, ...]] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 

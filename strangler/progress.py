@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Final
 
 __all__ = ["RouteProgress", "path_template"]
 
-_DIGIT = re.compile(r"\d")
-_ID_SEGMENT = re.compile(
+_DIGIT: Final = re.compile(r"\d")
+_ID_SEGMENT: Final = re.compile(
     r"^(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{16,}|[A-Z]{2,5}-\d+)$"
 )
@@ -23,8 +24,8 @@ _ID_SEGMENT = re.compile(
 
 # Templating a path costs a regex per segment; the same paths recur, so results are memoised
 # (a pure function of the path, bounded: cleared when full).
-_TEMPLATE_CACHE: dict[str, str] = {}
-_TEMPLATE_CACHE_SIZE = 4096
+_TEMPLATE_CACHE: Final[dict[str, str]] = {}
+_TEMPLATE_CACHE_SIZE: Final = 4096
 
 
 def path_template(path: str) -> str:

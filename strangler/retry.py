@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Final
 
 from strangler.policies import RetryPolicy, check_budget
 
@@ -30,10 +31,10 @@ __all__ = [
 ]
 
 # RFC 9110 section 9.2.2; methods are case-sensitive, so "get" is not GET.
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 # 2**64 backoff steps exceed any sane backoff_max; the cap keeps huge attempt numbers finite.
-_MAX_BACKOFF_DOUBLINGS = 64
+_MAX_BACKOFF_DOUBLINGS: Final = 64
 
 
 def retry_decision(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 __all__ = [
     "Match",
@@ -131,9 +131,20 @@ class Match(Generic[T]):
         return f"Match({name!r}, method_mismatch={self.method_mismatch}, prefix={self.prefix!r})"
 
 
-_OK, _FAIL_PATH, _FAIL_HOST, _FAIL_HEADER, _FAIL_COOKIE, _FAIL_METHOD = range(6)
-_ANY, _PREFIX, _CHILDREN, _EXACT, _REGEX = range(5)
-_REGEX_SPECIAL = frozenset(".^$*+?{}[]\\|()")
+# Verdicts and path kinds: Final ints, constants in the compiled build (a plain module
+# name costs a dictionary lookup at every use).
+_OK: Final = 0
+_FAIL_PATH: Final = 1
+_FAIL_HOST: Final = 2
+_FAIL_HEADER: Final = 3
+_FAIL_COOKIE: Final = 4
+_FAIL_METHOD: Final = 5
+_ANY: Final = 0
+_PREFIX: Final = 1
+_CHILDREN: Final = 2
+_EXACT: Final = 3
+_REGEX: Final = 4
+_REGEX_SPECIAL: Final = frozenset(".^$*+?{}[]\\|()")
 
 
 def regex_directory(pattern: re.Pattern[str]) -> str | None:
@@ -283,8 +294,8 @@ class _Node(Generic[T]):
 # RouteTable.match remembers the answers that depend on the method and path alone: at most
 # this many (the whole cache is dropped when full), for paths up to this length, so memory is
 # bounded (under 2 MB) whatever paths clients invent.
-_CACHE_ENTRIES = 4096
-_CACHE_PATH_LENGTH = 256
+_CACHE_ENTRIES: Final = 4096
+_CACHE_PATH_LENGTH: Final = 256
 
 
 class RouteTable(Generic[T]):

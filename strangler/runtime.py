@@ -14,13 +14,13 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from strangler.accesslog import quote_json
 from strangler.breaker import BreakerState, CircuitBreaker
 from strangler.bulkhead import Bulkhead
 from strangler.config import Config, Role, RouteConfig, UpstreamConfig
-from strangler.headers import request_drop_set
+from strangler.headers import HeaderKinds, request_drop_set
 from strangler.metrics import Metrics, RouteMetrics, UpstreamMetrics
 from strangler.progress import RouteProgress
 from strangler.retry import RetryBudget
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["DataPlane", "RouteRuntime", "Snapshot", "UpstreamRuntime", "build_snapshot"]
 
 Clock = Callable[[], float]
-_NO_EXTRA: list[tuple[bytes, bytes]] = []  # shared, never mutated: response headers to add
+_NO_EXTRA: Final[list[tuple[bytes, bytes]]] = []  # shared, never mutated: response headers to add
 
 
 class UpstreamRuntime:
@@ -53,6 +53,7 @@ class UpstreamRuntime:
         "name",
         "name_json",
         "pool",
+        "response_kinds",
         "role",
         "timeout",
     )
@@ -77,6 +78,7 @@ class UpstreamRuntime:
         self.host_line = b" HTTP/1.1\r\nhost: " + self.host_header + b"\r\n"
         self.base_path = config.base_path
         self.timeout: float = config.timeout  # read per request: a field of this object
+        self.response_kinds = HeaderKinds()  # its response header names, in the usual order
 
 
 class RouteRuntime:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import socket
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import httptools
 
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ClientConnection", "RequestHead"]
 
-_CHUNK_END = b"0\r\n\r\n"
-_NO_BODY_STATUS = frozenset({204, 304})
+_CHUNK_END: Final = b"0\r\n\r\n"
+_NO_BODY_STATUS: Final = frozenset({204, 304})
 
 
 _Head = tuple[bytes, bytes, list[tuple[bytes, bytes]], str, bool, bool]
@@ -270,7 +270,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
     # ---- response writing (called by the exchange) --------------------------------------
     def send_response_head(self, ex: Exchange, status: int, raw: list[tuple[bytes, bytes]]) -> None:
         # The scan renders the kept upstream headers as it classifies them: one pass.
-        parts, length, chunked = hdr.scan_response(status, raw)
+        parts, length, chunked = hdr.scan_response(status, raw, ex.upstream.response_kinds)
         parts.append(b"x-request-id: ")
         parts.append(ex.request_id)
         parts.append(b"\r\n")
@@ -298,7 +298,8 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         ex.sent_any = True
         parts.append(framing)
         parts.append(b"\r\n")
-        self.out.append(b"".join(parts))
+        # The parts go out as they are: joined once with the body read along (flush_out).
+        self.out.extend(parts)
 
     def send_response_body(self, ex: Exchange, data: bytes) -> None:
         if self.chunked_response:

@@ -23,7 +23,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from strangler.diff import CapturedResponse, NoiseModel, compare
 from strangler.headers import render_request_head
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SHADOW_MARKER", "ShadowCapture", "ShadowHub", "ShadowRuntime"]
 
-SHADOW_MARKER = b"x-strangler-shadow"
+SHADOW_MARKER: Final = b"x-strangler-shadow"
 
 
 class ShadowHub:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from strangler.headers import (
+    HeaderKinds,
     connection_tokens,
     is_valid_request_id,
     render_request_head,
@@ -210,6 +213,27 @@ def test_scan_response_reports_framing() -> None:
     _, length, chunked = scan_response(200, raw)
     assert (length, chunked) == (b"5", True)
     assert scan_response(204, [])[1:] == (None, False)
+
+
+def test_scan_response_memo_never_changes_an_answer() -> None:
+    # One memo across responses whose names repeat, shift, change case and run long: every
+    # answer equals the memo-free one.
+    rng = random.Random(7)
+    names = [
+        b"Server", b"Date", b"Content-Type", b"Content-Length", b"content-length", b"Connection",
+        b"Keep-Alive", b"X-Request-Id", b"Transfer-Encoding", b"ETag", b"Set-Cookie", b"X-Odd",
+    ]  # fmt: skip
+    usual = [(name, b"v") for name in names[:6]]
+    memo = HeaderKinds()
+    for _ in range(2_000):
+        if rng.random() < 0.5:
+            raw = usual
+        else:
+            raw = [
+                (rng.choice(names), b"%d" % rng.randint(0, 9)) for _ in range(rng.randint(0, 40))
+            ]
+        assert scan_response(200, raw, memo) == scan_response(200, raw)
+    assert len(memo.names) <= 32
 
 
 REQUEST_HEADS = [
