@@ -45,12 +45,13 @@ class ConnectionDeadlines:
         raise NotImplementedError
 
     # ---- deadlines ------------------------------------------------------------------------
-    def _set_deadline(self, kind: str, delay: float) -> None:
+    def _set_deadline(self, kind: str, delay: float, now: float = 0.0) -> None:
+        """`delay` seconds from `now` (the loop's time; read here when 0.0)."""
         self.deadline_kind = kind
         if delay <= 0:
             self.deadline = 0.0
             return
-        self.deadline = when = self.loop.time() + delay
+        self.deadline = when = (now or self.loop.time()) + delay
         if self.timer is None or self.timer_when > when:
             self._arm_timer(when)
 

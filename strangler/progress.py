@@ -67,8 +67,10 @@ class RouteProgress:
         self._templates: dict[str, int] = {}
         self.max_templates = max_templates
 
-    def record(self, extracted: bool, path: str) -> None:
-        index = int(self._clock() / self.bucket_seconds)
+    def record(self, extracted: bool, path: str, now: float = 0.0) -> None:
+        """Count one request; `now` is a reading of the same monotonic clock taken by the caller
+        (the data plane passes its loop's time, CLOCK_MONOTONIC as time.monotonic), or 0.0."""
+        index = int((now or self._clock()) / self.bucket_seconds)
         if index == self._current_index:
             bucket = self._current  # the usual case: the bucket of the previous request
         else:

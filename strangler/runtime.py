@@ -468,7 +468,7 @@ class DataPlane:
         route = ex.route
         up = ex.upstream
         route.metrics.observe(up.name, ex.method, status, duration)
-        route.progress.record(up.role == "extracted", ex.head.path)
+        route.progress.record(up.role == "extracted", ex.head.path, ex.end)
         access = self.access
         if not access.enabled:
             return

@@ -40,6 +40,7 @@ __all__ = ["ClientConnection", "RequestHead"]
 
 _CHUNK_END: Final = b"0\r\n\r\n"
 _NO_BODY_STATUS: Final = frozenset({204, 304})
+_MEMO_NAMES: Final = 32  # header names remembered per connection (on_header)
 
 
 _Head = tuple[bytes, bytes, list[tuple[bytes, bytes]], str, bool, bool]
@@ -75,6 +76,8 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         self.header_bytes = 0
         self.saw_upgrade = False  # an Upgrade header in the head being parsed
         self.saw_connection = False  # a Connection header in the head being parsed
+        self.seen_names: list[bytes] = []  # header names of the last request, as sent
+        self.seen_lowered: list[bytes] = []  # and lower-cased
         self.version = "1.1"  # the HTTP version of the request being answered
         self.in_head = False
         self.paused = False
@@ -195,7 +198,20 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         self.header_bytes += len(name) + len(value) + 4
         if self.header_bytes > plane.max_header_bytes:
             raise _Reject(431, "headers_too_large")
-        lowered = name.lower()
+        # A client sends its header names in the same order request after request: the name
+        # at this place last time, if equal, gives its lower-case form without a call.
+        index = len(raw)
+        seen = self.seen_names
+        if index < len(seen) and seen[index] == name:
+            lowered = self.seen_lowered[index]
+        else:
+            lowered = name.lower()
+            if index < len(seen):
+                seen[index] = name
+                self.seen_lowered[index] = lowered
+            elif index < _MEMO_NAMES:
+                seen.append(name)
+                self.seen_lowered.append(lowered)
         if lowered == b"upgrade":
             self.saw_upgrade = True
         elif lowered == b"connection":
@@ -402,7 +418,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         if not self.keep_alive or self.closed:
             self._close(abort=False)
             return
-        self._set_deadline("idle", self.plane.idle_timeout)
+        self._set_deadline("idle", self.plane.idle_timeout, ex.end)  # the answer's end, if read
         while self.queue and self.current is None and not self.closed:
             item = self.queue.popleft()
             self._dispatch(*item.head)

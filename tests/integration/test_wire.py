@@ -178,6 +178,10 @@ async def scripted() -> AsyncIterator[Scripted]:
     await up.stop()
 
 
+# The headers the proxy itself sends upstream with every request.
+FORWARDED = {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"}
+
+
 def single(upstream_port: int, extra: str = "", route: str = "") -> str:
     return (
         "upstreams:\n"
@@ -207,6 +211,28 @@ async def test_proxy_adds_only_forwarding_headers_and_request_id(
     assert req.get("x-request-id") == resp.get("x-request-id")
     # No body framing was invented for a GET without a body.
     assert "content-length" not in req.names and "transfer-encoding" not in req.names
+
+
+async def test_header_names_that_change_place_between_requests_are_read_afresh(
+    proxy_factory: ProxyFactory, scripted: Scripted
+) -> None:
+    # The connection remembers the names of the last request by place (on_header): names that
+    # move, change case or change kind from one request to the next must be sorted anew.
+    proxy = await proxy_factory(single(await scripted.start()))
+    client = await Client.open(proxy.port)
+    heads = [
+        b"X-Trace: a\r\nKeep-Alive: 5\r\n",
+        b"Keep-Alive: 5\r\nX-Trace: b\r\n",
+        b"X-STRANGLER-Shadow: 1\r\nX-Trace: c\r\n",
+        b"x-trace: d\r\nX_Trace: e\r\n",
+        b"X-Trace: f\r\nKEEP-ALIVE: 5\r\n",
+    ]
+    for head in heads:
+        resp = await client.request(b"GET /h HTTP/1.1\r\nHost: h\r\n" + head + b"\r\n")
+        assert resp.status == 200
+    client.close()
+    seen = [(sorted(set(req.names) - FORWARDED), req.get("x-trace")) for req in scripted.requests]
+    assert seen == [(["x-trace"], value) for value in "abcdf"]
 
 
 async def test_end_to_end_request_headers_pass_unchanged(
