@@ -327,18 +327,22 @@ def _response_kind(name: bytes) -> int:
 
 
 class HeaderKinds:
-    """The response header names one upstream sent last, in order, with their kinds.
+    """The response headers one upstream sent last, in order: names, kinds, values and the
+    rendered lines of the kept ones.
 
-    An upstream sends its header names in the same order response after response: comparing a
-    name with the one in the same place last time costs a fraction of hashing it for a lookup.
-    A memo of a pure function (exact bytes, at most `_MEMO_NAMES` places): never a different
-    answer, only a cheaper one."""
+    An upstream sends its header names in the same order response after response, most with
+    the same values: comparing a name (and value) with the one in the same place last time
+    costs a fraction of hashing it for a lookup (and of rendering its line). A memo of pure
+    functions (exact bytes, at most `_MEMO_NAMES` places): never a different answer, only a
+    cheaper one."""
 
-    __slots__ = ("kinds", "names")
+    __slots__ = ("kinds", "lines", "names", "values")
 
     def __init__(self) -> None:
         self.names: list[bytes] = []
         self.kinds: list[int] = []
+        self.values: list[bytes] = []
+        self.lines: list[bytes] = []  # b"name: value\r\n" of a kept header, else b""
 
 
 _MEMO_NAMES: Final = 32
@@ -349,45 +353,57 @@ def scan_response(
 ) -> tuple[list[bytes], bytes | None, bool]:
     """One pass over an upstream response's headers that also renders the client's response head.
 
-    Returns the head's parts so far (the status line and the kept headers, names as sent, each
-    line ending in CRLF: the caller adds its own headers, the framing and the final CRLF, then
-    joins), the first Content-Length, and whether Transfer-Encoding was present. Hop-by-hop
+    Returns the head's parts so far (the status line and the kept headers' lines, names as
+    sent, each ending in CRLF: the caller adds its own headers, the framing and the final CRLF,
+    then joins), the first Content-Length, and whether Transfer-Encoding was present. Hop-by-hop
     headers, names listed in Connection and the upstream's X-Request-ID (the proxy returns its
-    own) are not kept. `memo` remembers the upstream's header names (`HeaderKinds`)."""
+    own) are not kept. `memo` remembers the upstream's last headers (`HeaderKinds`)."""
     parts = [status_line(status)]
     length: bytes | None = None
     chunked = False
     connection: list[bytes] | None = None
-    names = memo.names if memo is not None else []
-    kinds = memo.kinds if memo is not None else []
+    if memo is None:
+        memo = HeaderKinds()  # a throwaway: the same code path, nothing remembered
+    names = memo.names
+    kinds = memo.kinds
+    values = memo.values
+    lines = memo.lines
     known = len(names)
     for index, item in enumerate(raw):
         name = item[0]
+        value = item[1]
         if index < known and names[index] == name:
             kind = kinds[index]
+            if kind == _KEEP:
+                if values[index] != value:
+                    values[index] = value
+                    lines[index] = b"%s: %s\r\n" % (name, value)
+                parts.append(lines[index])
+                continue
         else:
             kind = _response_kind(name)
-            if memo is not None:
-                if index < known:
-                    names[index] = name
-                    kinds[index] = kind
-                elif index < _MEMO_NAMES:
-                    names.append(name)
-                    kinds.append(kind)
-                    known += 1
-        if kind == _KEEP:
-            # Four appends: cheaper than `parts += (...)`, which builds a tuple per header.
-            parts.append(name)
-            parts.append(b": ")
-            parts.append(item[1])
-            parts.append(b"\r\n")
-        elif kind == 0:
+            line = b"%s: %s\r\n" % (name, value) if kind == _KEEP else b""
+            if index < known:
+                names[index] = name
+                kinds[index] = kind
+                values[index] = value
+                lines[index] = line
+            elif index < _MEMO_NAMES:
+                names.append(name)
+                kinds.append(kind)
+                values.append(value)
+                lines.append(line)
+                known += 1
+            if kind == _KEEP:
+                parts.append(line)
+                continue
+        if kind == 0:
             if length is None:
-                length = item[1]
+                length = value
         elif kind == 1:
             chunked = True
         elif kind == 2:
-            connection = [item[1]] if connection is None else [*connection, item[1]]
+            connection = [value] if connection is None else [*connection, value]
     if connection is not None and _lists_names(connection):
         listed = connection_tokens(connection) - _STANDARD_CONNECTION_TOKENS
         if listed:
@@ -395,5 +411,5 @@ def scan_response(
             parts = [status_line(status)]
             for name, value in raw:
                 if _response_kind(name) == _KEEP and name.lower() not in listed:
-                    parts += (name, b": ", value, b"\r\n")
+                    parts.append(b"%s: %s\r\n" % (name, value))
     return parts, length, chunked

@@ -166,16 +166,18 @@ class RouteRuntime:
         query = req.query
         if query:
             target += b"?" + query if query != b"?" else b"?"
-        parts = [req.method_b, b" ", target, up.host_line]
-        for name, value in req.headers:
-            parts.append(name)  # appends: `parts += (...)` would build a tuple per header
-            parts.append(b": ")
-            parts.append(value)
-            parts.append(b"\r\n")
-        parts.append(req.extra)
-        parts.append(req.framing)
-        parts.append(b"\r\n")
-        return b"".join(parts)
+        block = b""
+        if req.headers:
+            block = b"".join([b"%s: %s\r\n" % (name, value) for name, value in req.headers])
+        # Bytes %-formatting of bytes: the compiled build sizes and fills one object.
+        return b"%s %s%s%s%s%s\r\n" % (
+            req.method_b,
+            target,
+            up.host_line,
+            block,
+            req.extra,
+            req.framing,
+        )
 
     def choose(
         self, facts: RequestHead, client: ClientConnection
@@ -413,7 +415,7 @@ class DataPlane:
     def new_request_id(self) -> bytes:
         """A unique id: a random per-process prefix and a counter (cheaper than urandom)."""
         self._id_counter = number = self._id_counter + 1
-        return self._id_prefix + str(number).encode()
+        return b"%s%d" % (self._id_prefix, number)
 
     def forwarding_headers(
         self, raw: list[tuple[bytes, bytes]], host: object, peer_b: bytes, request_id: bytes
@@ -421,18 +423,12 @@ class DataPlane:
         """The proxy's forwarding headers and request id as rendered head lines (each ending in
         CRLF); `peer_b` is the client's address."""
         if not self.trust_forwarded and isinstance(host, str):
-            return b"".join(
-                [
-                    b"x-forwarded-for: ",
-                    peer_b,
-                    b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ",
-                    host.encode("latin-1"),
-                    b"\r\n",
-                    self.request_id_header,
-                    b": ",
-                    request_id,
-                    b"\r\n",
-                ]
+            # Bytes %-formatting of bytes: the compiled build sizes and fills one object.
+            return (
+                b"x-forwarded-for: %s\r\n"
+                b"x-forwarded-proto: http\r\n"
+                b"x-forwarded-host: %s\r\n"
+                b"%s: %s\r\n" % (peer_b, host.encode("latin-1"), self.request_id_header, request_id)
             )
         extra: list[tuple[bytes, bytes]] = []
         if self.trust_forwarded:

@@ -287,9 +287,6 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
     def send_response_head(self, ex: Exchange, status: int, raw: list[tuple[bytes, bytes]]) -> None:
         # The scan renders the kept upstream headers as it classifies them: one pass.
         parts, length, chunked = hdr.scan_response(status, raw, ex.upstream.response_kinds)
-        parts.append(b"x-request-id: ")
-        parts.append(ex.request_id)
-        parts.append(b"\r\n")
         if ex.response_extra:
             for name, value in ex.response_extra:
                 parts += (name, b": ", value, b"\r\n")
@@ -312,8 +309,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         if not self.keep_alive and status != 101:
             framing += b"connection: close\r\n"
         ex.sent_any = True
-        parts.append(framing)
-        parts.append(b"\r\n")
+        parts.append(b"x-request-id: %s\r\n%s\r\n" % (ex.request_id, framing))
         # The parts go out as they are: joined once with the body read along (flush_out).
         self.out.extend(parts)
 
