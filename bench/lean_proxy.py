@@ -20,9 +20,7 @@ from collections import deque
 import httptools
 import uvloop
 
-HOP = frozenset(
-    {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
-)
+HOP = frozenset({b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade"})
 
 
 class Upstream(asyncio.Protocol):

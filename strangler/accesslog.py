@@ -1,8 +1,8 @@
 """The access log: one JSON line per request, queued in memory and written in batches.
 
 Building a structlog event per request costs tens of microseconds; an access line here is one
-f-string (route, upstream and client names JSON-quoted ahead of time) appended to a list, and
-the batch is written every `flush_interval` (5 ms by default) in one write.
+bytes %-format (route, upstream and client names JSON-quoted ahead of time) appended to a list,
+and the batch is written every `flush_interval` (5 ms by default) in one write.
 Lines are JSON, so a CR or LF in a path or header can never forge a second line. Credentials are
 never logged: the line holds no header values at all except the request id.
 """
@@ -37,6 +37,7 @@ quote_json = encode_basestring_ascii  # a str as a JSON string literal, ASCII on
 
 # ".000" to ".999": the fraction of a millisecond figure, by its microseconds.
 _FRACTIONS: Final = tuple(f".{fraction:03d}" for fraction in range(1000))
+_FRACTIONS_B: Final = tuple(fraction.encode("ascii") for fraction in _FRACTIONS)
 
 
 def milliseconds(microseconds: int) -> str:
@@ -48,8 +49,10 @@ def milliseconds(microseconds: int) -> str:
 class AccessLog:
     """Queue of access lines flushed by a loop timer; `close()` flushes what is left.
 
-    A queued line is everything after its timestamp; `flush()` puts one timestamp in front of
-    every line of the batch (all of them were answered within that flush interval).
+    A queued line is everything after its timestamp, as ASCII bytes; `flush()` puts one
+    timestamp in front of every line of the batch (all of them were answered within that flush
+    interval). A file given by `path` is written as bytes; a text stream (stdout, tests) gets
+    the batch decoded.
     """
 
     def __init__(
@@ -62,14 +65,14 @@ class AccessLog:
         max_queued: int = 100_000,
     ) -> None:
         self.enabled = enabled
-        self._own = path is not None
-        self._stream: IO[str] = (
-            open(path, "a", encoding="utf-8")  # noqa: SIM115  (closed by close())
-            if path
-            else (stream or sys.stdout)
-        )
+        self._file: IO[bytes] | None = None
+        self._text: IO[str] | None = None
+        if path:
+            self._file = open(path, "ab")  # noqa: SIM115  (closed by close())
+        else:
+            self._text = stream or sys.stdout
         self._interval = flush_interval
-        self._queue: list[str] = []
+        self._queue: list[bytes] = []
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.max_queued = max_queued
@@ -80,15 +83,15 @@ class AccessLog:
 
     def proxied(
         self,
-        request_id: str,
-        method: str,
+        request_id: bytes,
+        method: bytes,
         path: str,
-        route_json: str,
-        upstream_json: str,
+        route_json: bytes,
+        upstream_json: bytes,
         status: int,
         duration_us: int,
         size: int,
-        client_json: str,
+        client_json: bytes,
     ) -> None:
         """Queue the common line: a request answered by an upstream, no fallback, no error.
 
@@ -96,15 +99,26 @@ class AccessLog:
         against a safe alphabet when it came from the client; the method is an HTTP token (the
         parser accepts no other); the path is normalised (`strangler.pathnorm`: printable ASCII,
         with `"` percent-encoded and `\\` refused). `route_json`, `upstream_json` and
-        `client_json` are already JSON string literals (`quote_json`), rendered once per route,
-        upstream and connection.
+        `client_json` are already JSON string literals (`quote_json`, ASCII), rendered once per
+        route, upstream and connection. One bytes %-format: one sized allocation when compiled.
         """
         if self.enabled:
+            whole = duration_us // 1000
             self._queue_line(
-                f',"request_id":"{request_id}","method":"{method}",'
-                f'"path":"{path}","route":{route_json},"upstream":{upstream_json},'
-                f'"status":{status},"duration_ms":{milliseconds(duration_us)},"bytes":{size},'
-                f'"client":{client_json}}}'
+                b',"request_id":"%s","method":"%s","path":"%s","route":%s,"upstream":%s,'
+                b'"status":%d,"duration_ms":%d%s,"bytes":%d,"client":%s}'
+                % (
+                    request_id,
+                    method,
+                    path.encode("ascii"),
+                    route_json,
+                    upstream_json,
+                    status,
+                    whole,
+                    _FRACTIONS_B[duration_us - whole * 1000],
+                    size,
+                    client_json,
+                )
             )
 
     def log(self, *fields: object) -> None:
@@ -124,9 +138,9 @@ class AccessLog:
             else:
                 parts.append(quote_json(value) if type(value) is str else repr(value))
         parts.append("}")
-        self._queue_line("".join(parts))
+        self._queue_line("".join(parts).encode("ascii"))
 
-    def _queue_line(self, tail: str) -> None:
+    def _queue_line(self, tail: bytes) -> None:
         queue = self._queue
         if len(queue) >= self.max_queued:
             self.dropped += 1
@@ -140,10 +154,15 @@ class AccessLog:
         queue, self._queue = self._queue, []
         if not queue:
             return
-        head = '\n{"event":"access","ts":' + repr(round(time.time(), 3))
+        head = b'\n{"event":"access","ts":' + repr(round(time.time(), 3)).encode("ascii")
+        data = head[1:] + head.join(queue) + b"\n"
         try:
-            self._stream.write(head[1:] + head.join(queue) + "\n")
-            self._stream.flush()
+            if self._file is not None:
+                self._file.write(data)
+                self._file.flush()
+            elif self._text is not None:
+                self._text.write(data.decode("ascii"))
+                self._text.flush()
         except (OSError, ValueError):
             self.dropped += len(queue)
 
@@ -151,5 +170,5 @@ class AccessLog:
         if self._handle is not None:
             self._handle.cancel()
         self.flush()
-        if self._own:
-            self._stream.close()
+        if self._file is not None:
+            self._file.close()

@@ -67,7 +67,7 @@ class UpstreamRuntime:
     ) -> None:
         self.config = config
         self.name = config.name
-        self.name_json = quote_json(config.name)  # for the access log
+        self.name_json = quote_json(config.name).encode("ascii")  # for the access log
         self.role = config.role.value
         self.pool = pool
         self.bulkhead = bulkhead
@@ -94,7 +94,7 @@ class RouteRuntime:
     ) -> None:
         self.config = config
         self.name = config.name
-        self.name_json = quote_json(config.name)  # for the access log
+        self.name_json = quote_json(config.name).encode("ascii")  # for the access log
         self.stage = config.stage
         # Read per request, so copied out of the interpreted config into this object's fields.
         self.timeout: float | None = config.timeout
@@ -452,7 +452,7 @@ class DataPlane:
         self,
         ex: Exchange,
         peer: str,
-        peer_json: str,
+        peer_json: bytes,
         *,
         status_override: int | None = None,
         error: str | None = None,
@@ -469,11 +469,10 @@ class DataPlane:
         if not access.enabled:
             return
         duration_us = int(duration * 1_000_000)
-        request_id = ex.request_id.decode("ascii")  # a safe alphabet (see scan_request)
         if ex.fallback_reason is None and error is None:
             access.proxied(
-                request_id,
-                ex.method,
+                ex.request_id,
+                ex.head.method_b,
                 ex.head.path,
                 route.name_json,
                 up.name_json,
@@ -483,6 +482,7 @@ class DataPlane:
                 peer_json,
             )
             return
+        request_id = ex.request_id.decode("ascii")  # a safe alphabet (see scan_request)
         access.log(
             request_id,
             ex.method,
@@ -498,7 +498,7 @@ class DataPlane:
         )
 
     def record_abandoned(self, ex: Exchange) -> None:
-        self.record(ex, "-", '"-"', status_override=499, error="client_closed")
+        self.record(ex, "-", b'"-"', status_override=499, error="client_closed")
 
     def record_local(
         self, status: int, error: str, kind: str | None, peer: str, request_id: bytes

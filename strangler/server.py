@@ -65,7 +65,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.peer = "-"
         self.peer_b = b"-"
-        self.peer_json = '"-"'
+        self.peer_json = b'"-"'
         self.closed = False
         self.current: Exchange | None = None
         self.queue: deque[_Incoming] = deque()
@@ -102,7 +102,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         if peer:
             self.peer = str(peer[0])
             self.peer_b = self.peer.encode()
-            self.peer_json = quote_json(self.peer)
+            self.peer_json = quote_json(self.peer).encode("ascii")
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):

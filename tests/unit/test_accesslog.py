@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,15 +20,15 @@ def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
 
 def _proxied(log: AccessLog, path: str = "/api/orders/7", **overrides: Any) -> None:
     fields: dict[str, Any] = {
-        "request_id": "abc-123",
-        "method": "GET",
+        "request_id": b"abc-123",
+        "method": b"GET",
         "path": path,
-        "route_json": quote_json("orders"),
-        "upstream_json": quote_json("orders-svc"),
+        "route_json": quote_json("orders").encode(),
+        "upstream_json": quote_json("orders-svc").encode(),
         "status": 200,
         "duration_us": 1234,
         "size": 190,
-        "client_json": quote_json("127.0.0.1"),
+        "client_json": quote_json("127.0.0.1").encode(),
     }
     fields.update(overrides)
     log.proxied(**fields)
@@ -169,3 +170,18 @@ def test_a_failed_write_counts_the_lines_as_dropped() -> None:
     stream.close()
     log.flush()
     assert log.dropped == 2
+
+
+def test_a_file_gets_the_same_lines_as_bytes(tmp_path: Path) -> None:
+    target = tmp_path / "access.log"
+    log = AccessLog(path=str(target))
+    _proxied(log)
+    log.log("abc", "GET", '/a"b', "r", "u", 502, 1, 2, "127.0.0.1", "breaker_open", "x")
+    log.close()
+    first, second = (json.loads(line) for line in target.read_bytes().splitlines())
+    assert (first["path"], first["duration_ms"], first["client"]) == (
+        "/api/orders/7",
+        1.234,
+        "127.0.0.1",
+    )
+    assert (second["path"], second["fallback"], second["status"]) == ('/a"b', "breaker_open", 502)
