@@ -31,6 +31,7 @@ COMPILED_MODULES = (
     "retry",
     "routing",
     "runtime",
+    "sampling",
     "server",
     "shadow",
     "upstream",

@@ -109,6 +109,11 @@ class ComparePolicy:
         object.__setattr__(self, "_compared_headers", tuple(sorted(headers - ignore_headers)))
         object.__setattr__(self, "_ignores", {n: tuple(ps) for n, ps in by_length.items()})
 
+    @property
+    def compared_headers(self) -> tuple[str, ...]:
+        """The lower-case header names compared (`headers` minus `ignore_headers`), sorted."""
+        return self._compared_headers
+
 
 @dataclass(frozen=True, slots=True)
 class Difference:
