@@ -44,6 +44,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from strangler.workers import run_workers
 
         return run_workers(args)
+    from strangler.allocator import tune_allocator
+
+    tune_allocator()  # large bodies reuse heap memory instead of fresh mmaps (see the module)
     _use_uvloop()
     try:
         return asyncio.run(_serve(args, reuse_port=args.reuse_port))
