@@ -75,7 +75,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         self.head_bytes = 0
         self.header_bytes = 0
         self.saw_upgrade = False  # an Upgrade header in the head being parsed
-        self.saw_connection = False  # a Connection header in the head being parsed
+        self.saw_connection = False  # a Connection or Proxy-Connection header in the head
         self.seen_names: list[bytes] = []  # header names of the last request, as sent
         self.seen_lowered: list[bytes] = []  # and lower-cased
         self.version = "1.1"  # the HTTP version of the request being answered
@@ -214,8 +214,8 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
                 self.seen_lowered.append(lowered)
         if lowered == b"upgrade":
             self.saw_upgrade = True
-        elif lowered == b"connection":
-            self.saw_connection = True
+        elif lowered == b"connection" or lowered == b"proxy-connection":
+            self.saw_connection = True  # llhttp reads keep-alive from both
         raw.append((lowered, value))
 
     def on_headers_complete(self) -> None:
@@ -227,7 +227,8 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         upgrade = self.saw_upgrade and parser.should_upgrade()
         keep_alive = parser.should_keep_alive()
         # llhttp accepts HTTP/0.9, 1.0, 1.1 and 2.0, and keeps a connection alive without a
-        # Connection header only for 1.1: then the version is known without get_http_version(),
+        # Connection (or Proxy-Connection) header only for 1.1: then the version is known
+        # without get_http_version(),
         # which formats a new string with str.format (about 2,000 instructions) on every call.
         version = "1.1" if keep_alive and not self.saw_connection else parser.get_http_version()
         if self.current is not None or self.queue:

@@ -794,11 +794,21 @@ async def test_version_is_read_per_request_when_keep_alive_is_asked_for(
     status, headers, body = parse_response(raw)
     assert status == 200 and body == b"abcdefg"
     assert "transfer-encoding" not in headers
-    # HTTP/2.0 in a request line (llhttp parses it) is refused, keep-alive or not.
+    # llhttp reads keep-alive from Proxy-Connection too: the same, whichever header asks.
     raw = await raw_exchange(
-        proxy.port, b"GET / HTTP/2.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n"
+        proxy.port, b"GET /chunked HTTP/1.0\r\nHost: h\r\nProxy-Connection: keep-alive\r\n\r\n"
     )
-    assert parse_response(raw)[0] == 400
+    status, headers, body = parse_response(raw)
+    assert status == 200 and body == b"abcdefg"
+    assert "transfer-encoding" not in headers
+    # HTTP/2.0 and HTTP/0.9 in a request line (llhttp parses both) are refused, keep-alive or not.
+    for line, header in [
+        (b"GET / HTTP/2.0", b"Connection"),
+        (b"GET / HTTP/2.0", b"Proxy-Connection"),
+        (b"GET / HTTP/0.9", b"Proxy-Connection"),
+    ]:
+        head = line + b"\r\nHost: h\r\n" + header + b": keep-alive\r\n\r\n"
+        assert parse_response(await raw_exchange(proxy.port, head))[0] == 400, head
     # Pipelined 1.1 then 1.0: each answer is framed for its own request's version.
     raw = await raw_exchange(
         proxy.port,
