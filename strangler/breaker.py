@@ -70,19 +70,18 @@ _SLOW: Final = 2
 class _CountWindow:
     """The last `size` outcomes in a ring, with running totals (O(1) per call)."""
 
-    __slots__ = ("_flags", "_next", "_size", "calls", "failures", "slow_calls")
+    __slots__ = ("_flags", "_next", "calls", "failures", "slow_calls")
 
     def __init__(self, size: int) -> None:
         # A list, not a bytearray: the compiled build indexes a list of ints natively.
         self._flags = [0] * size
-        self._size = size
         self._next = 0
         self.calls = self.failures = self.slow_calls = 0
 
     def add(self, failed: bool, slow: bool, now: float) -> None:
         flags = self._flags
         position = self._next
-        if self.calls == self._size:  # full: the oldest outcome leaves the ring
+        if self.calls == len(flags):  # full: the oldest outcome leaves the ring
             old = flags[position]
             self.failures -= old & _FAILED
             self.slow_calls -= (old & _SLOW) >> 1
@@ -94,7 +93,7 @@ class _CountWindow:
         if slow:
             self.slow_calls += 1
         position += 1
-        self._next = 0 if position == self._size else position
+        self._next = 0 if position == len(flags) else position
 
     def expire(self, now: float) -> None:
         """Count windows do not age."""
@@ -184,7 +183,7 @@ class CircuitBreaker:
         self._on_transition = on_transition
         # The policy's per-call figures as this object's own fields (the policy stays an
         # interpreted dataclass; a compiled build reads its own fields far faster).
-        self.failure_statuses: frozenset[int] = frozenset(policy.failure_statuses)
+        self.failure_statuses: frozenset[int] = policy.failure_statuses
         self._slow_call_duration: float = policy.slow_call_duration
         self._minimum_calls: int = policy.minimum_calls
         self._consecutive_limit: int | None = policy.consecutive_failures

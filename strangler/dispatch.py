@@ -1,9 +1,9 @@
 """From a parsed request head to a running `Exchange`: validation, routing, the upstream head.
 
-`dispatch_request` runs `ClientConnection._dispatch` (`self` is the client connection). It checks
-the request line and framing, normalises the target, validates Host, routes on the current
-snapshot, builds the `RequestHead` the upstream will receive, and starts the exchange (and its
-shadow copy). Every refusal is a small JSON error that never echoes the request.
+`dispatch_request` runs for each request a `ClientConnection` parsed (`self` is the connection).
+It checks the request line and framing, normalises the target, validates Host, routes on the
+current snapshot, builds the `RequestHead` the upstream will receive, and starts the exchange
+(and its shadow copy). Every refusal is a small JSON error that never echoes the request.
 """
 
 from __future__ import annotations

@@ -105,8 +105,7 @@ class Exchange(ResponseSink):
         self.start = self.loop.time()
         self.attempt_start = self.start
         self.end = 0.0  # when the upstream's answer ended (0.0 until then)
-        timeout = route.timeout  # route.timeout_for(upstream), inline
-        self.deadline = self.start + (timeout if timeout is not None else upstream.timeout)
+        self.deadline = self.start + route.timeout_for(upstream)
         self.has_body = has_body
         self.chunked_out = chunked
         self.head_only = method == "HEAD"
@@ -216,9 +215,7 @@ class Exchange(ResponseSink):
                 return
             self._permit = permit
         route = self.route
-        timeout = route.timeout  # route.timeout_for(up), inline
-        if timeout is None:
-            timeout = up.timeout
+        timeout = route.timeout_for(up)
         per_try = route.per_try_timeout
         if per_try is not None and per_try < timeout:
             timeout = per_try

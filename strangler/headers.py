@@ -21,6 +21,7 @@ from typing import Final
 __all__ = [
     "FORWARDING",
     "HOP_BY_HOP",
+    "MEMO_NAMES",
     "RESPONSE_DROPPED",
     "connection_tokens",
     "is_valid_request_id",
@@ -333,7 +334,7 @@ class HeaderKinds:
     An upstream sends its header names in the same order response after response, most with
     the same values: comparing a name (and value) with the one in the same place last time
     costs a fraction of hashing it for a lookup (and of rendering its line). A memo of pure
-    functions (exact bytes, at most `_MEMO_NAMES` places): never a different answer, only a
+    functions (exact bytes, at most `MEMO_NAMES` places): never a different answer, only a
     cheaper one."""
 
     __slots__ = ("kinds", "lines", "names", "values")
@@ -345,7 +346,9 @@ class HeaderKinds:
         self.lines: list[bytes] = []  # b"name: value\r\n" of a kept header, else b""
 
 
-_MEMO_NAMES: Final = 32
+# Header names remembered by place, per upstream (HeaderKinds) and per client connection
+# (strangler.server): at most this many.
+MEMO_NAMES: Final = 32
 
 
 def scan_response(
@@ -388,7 +391,7 @@ def scan_response(
                 kinds[index] = kind
                 values[index] = value
                 lines[index] = line
-            elif index < _MEMO_NAMES:
+            elif index < MEMO_NAMES:
                 names.append(name)
                 kinds.append(kind)
                 values.append(value)

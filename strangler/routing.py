@@ -351,8 +351,9 @@ class RouteTable(Generic[T]):
             if self._cached >= _CACHE_ENTRIES:
                 self._cache = {}
                 self._cached = 0
-            if by_path is None or not self._cache:
-                by_path = self._cache.setdefault(method, {})
+                by_path = None
+            if by_path is None:
+                by_path = self._cache[method] = {}
             by_path[path] = answer
             self._cached += 1
         return answer

@@ -40,7 +40,6 @@ __all__ = ["ClientConnection", "RequestHead"]
 
 _CHUNK_END: Final = b"0\r\n\r\n"
 _NO_BODY_STATUS: Final = frozenset({204, 304})
-_MEMO_NAMES: Final = 32  # header names remembered per connection (on_header)
 
 
 _Head = tuple[bytes, bytes, list[tuple[bytes, bytes]], str, bool, bool]
@@ -209,7 +208,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
             if index < len(seen):
                 seen[index] = name
                 self.seen_lowered[index] = lowered
-            elif index < _MEMO_NAMES:
+            elif index < hdr.MEMO_NAMES:
                 seen.append(name)
                 self.seen_lowered.append(lowered)
         if lowered == b"upgrade":
@@ -239,7 +238,7 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
             return
         self.incoming = None
         method = parser.get_method()
-        self._dispatch(method, self.url, self.raw_headers, version, keep_alive, upgrade)
+        dispatch_request(self, method, self.url, self.raw_headers, version, keep_alive, upgrade)
 
     def on_body(self, body: bytes) -> None:
         self.body_seen += len(body)
@@ -268,17 +267,6 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
                 self._set_deadline("response", 0.0)
 
     # ---- dispatch (strangler.dispatch) -----------------------------------------------------
-    def _dispatch(
-        self,
-        method: bytes,
-        url: bytes,
-        raw: list[tuple[bytes, bytes]],
-        version: str,
-        keep_alive: bool,
-        upgrade: bool,
-    ) -> None:
-        dispatch_request(self, method, url, raw, version, keep_alive, upgrade)
-
     def _in_flight(self) -> Exchange | None:
         # A call, not `self.current`: after a check that it is None, a compiled build (mypyc)
         # would take the narrowed type at its word and never read it again.
@@ -418,8 +406,9 @@ class ClientConnection(ConnectionDeadlines, asyncio.Protocol):
         self._set_deadline("idle", self.plane.idle_timeout, ex.end)  # the answer's end, if read
         while self.queue and self.current is None and not self.closed:
             item = self.queue.popleft()
-            self._dispatch(*item.head)
-            current = self._in_flight()  # _dispatch may have set it
+            method, url, raw, version, keep_alive, upgrade = item.head
+            dispatch_request(self, method, url, raw, version, keep_alive, upgrade)
+            current = self._in_flight()  # dispatch_request may have set it
             if current is None:
                 continue
             for chunk in item.body:
